@@ -1,0 +1,27 @@
+"""cnnzoo: the classic convolutional networks in readable PyTorch.
+
+    import cnnzoo
+    model = cnnzoo.create_model("mobilenet_v2", num_classes=5, width_mult=0.5)
+    print(cnnzoo.summary(model, input_size=(3, 96, 96)))
+"""
+from cnnzoo.registry import create_model, get_model_info, list_models
+
+__version__ = "0.1.0"
+
+# Heavier entry points are imported on first use so `import cnnzoo` (and `cnnzoo list`) stays quick.
+_LAZY = {
+    "summary": "cnnzoo.profiling",
+    "train": "cnnzoo.training",
+    "compare": "cnnzoo.compare",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")
+
+
+__all__ = ["create_model", "list_models", "get_model_info", "summary", "train", "compare", "__version__"]

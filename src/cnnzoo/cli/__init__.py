@@ -1,0 +1,71 @@
+"""The ``cnnzoo`` command line: a thin layer over the Python API.
+
+Each subcommand lives in its own module here and exposes ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``. Commands that build models set ``TAKES_MODEL_OVERRIDES = True``: any
+``--name value`` they do not know themselves is passed to the model (``--width-mult 0.5``,
+``--norm group``, ``--drop-rate 0.2``) and checked by the registry.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from typing import Optional, Sequence
+
+from cnnzoo.errors import UserError
+
+# Order is the order `cnnzoo --help` lists them in.
+COMMANDS = ("list", "summary", "profile", "sweep", "train", "evaluate", "predict", "compare")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _command_module(name: str):
+    return importlib.import_module(f"cnnzoo.cli.{name}_cmd")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo",
+        description="Classic CNNs (VGG, GoogLeNet, ResNet, MobileNet v1/v2, DenseNet): "
+                    "build, count, train, compare.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name in COMMANDS:
+        if importlib.util.find_spec(f"cnnzoo.cli.{name}_cmd") is None:  # TEMPORARY while commands are written
+            continue
+        module = _command_module(name)
+        modules[name] = module
+        cmd_parser = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd_parser)
+    return parser, modules
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser, modules = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    module = modules[args.command]
+    if getattr(module, "TAKES_MODEL_OVERRIDES", False):
+        from cnnzoo.cli.common import overrides_from_extra_args
+
+        try:
+            args.extra_model_args = overrides_from_extra_args(extra)
+        except UserError as err:
+            parser.error(str(err))
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        return int(module.run(args) or EXIT_OK)
+    except UserError as err:
+        print(f"cnnzoo {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\ncnnzoo {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,33 @@
+"""List the registered models with their family, default input size and paper."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnzoo.registry import get_model_info, list_models
+
+HELP = "list the models"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'resnet*'")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    infos = [get_model_info(n) for n in list_models(args.pattern)]
+    rows = [{"name": i.name, "family": i.family, "input_size": list(i.input_size), "paper": i.paper}
+            for i in infos]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no model matches {args.pattern!r}")
+        return 1
+    width = max(len(r["name"]) for r in rows)
+    fam = max(len(r["family"]) for r in rows)
+    print(f"{'model':<{width}}  {'family':<{fam}}  {'input':<11}  paper")
+    for r in rows:
+        size = "x".join(map(str, r["input_size"]))
+        print(f"{r['name']:<{width}}  {r['family']:<{fam}}  {size:<11}  {r['paper']}")
+    return 0

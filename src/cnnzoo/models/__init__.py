@@ -1,0 +1,1 @@
+"""Every architecture family; importing this package registers all of them."""
