@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no model matches {args.pattern!r}")
+        print(f"no model matches {args.pattern!r}" if args.pattern else "no models registered")
         return 1
     width = max(len(r["name"]) for r in rows)
     fam = max(len(r["family"]) for r in rows)
