@@ -1,0 +1,93 @@
+"""Batches straight from uint8 arrays (or memmaps): gather, augment and normalise a whole batch at once.
+
+No worker processes and no per-image Python: one sorted fancy-index read per batch, then a few
+vectorised torch ops. Order and augmentation are a function of ``(seed, epoch)`` only.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from cnnzoo.data.augment import apply_augment, resolve_augment
+from cnnzoo.data.splits import DataError, ImageSet
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator whose stream depends only on ``(seed, epoch)``."""
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+class BatchLoader:
+    """Iterate ``(x, y)`` batches over an :class:`ImageSet`.
+
+    ``x`` is float32 ``[B, 3, H, W]``, ``(pixels / 255 - mean) / std`` (``channels_last`` when asked);
+    ``y`` is int64 ``[B]``. ``augment`` is a preset name from ``AUGMENT_PRESETS`` or a list of steps.
+    ``mean``/``std`` default to no shift and no scaling (just / 255).
+
+    Call ``set_epoch(e)`` before each epoch for exact resumption; iterating again without it moves
+    on to the next epoch, so a loop that never calls it still sees a fresh order every epoch.
+    Within a batch, images come in index order (faster memmap reads); which images form a batch is random.
+    """
+
+    def __init__(self, image_set: ImageSet, batch_size: int, *, shuffle: bool = True, augment="none",
+                 seed: int = 0, drop_last: bool = False, mean: Optional[Sequence[float]] = None,
+                 std: Optional[Sequence[float]] = None, channels_last: bool = False, device="cpu"):
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        if len(image_set) == 0:
+            raise DataError("cannot load batches from an empty split")
+        self.image_set = image_set
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.augment = resolve_augment(augment)
+        self.seed = seed
+        self.drop_last = drop_last
+        self.channels_last = channels_last
+        self.device = torch.device(device)
+        self.epoch = 0
+        mean = torch.tensor(mean if mean is not None else (0.0, 0.0, 0.0), dtype=torch.float32)
+        std = torch.tensor(std if std is not None else (1.0, 1.0, 1.0), dtype=torch.float32)
+        # (x / 255 - mean) / std == x * scale - shift: one multiply-add per pixel.
+        self._scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1).to(self.device)
+        self._shift = (mean / std).view(1, -1, 1, 1).to(self.device)
+        self._labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration's order and augmentation those of ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        n = len(self.image_set)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def batch_indices(self, epoch: int) -> list[np.ndarray]:
+        """The sorted sample indices of every batch of ``epoch`` (what iterating yields, without pixels)."""
+        gen = epoch_generator(self.seed, epoch)
+        return self._batches(gen)
+
+    def _batches(self, gen: torch.Generator) -> list[np.ndarray]:
+        n = len(self.image_set)
+        order = torch.randperm(n, generator=gen).numpy() if self.shuffle else np.arange(n)
+        last = n + 1 if self.drop_last else n + self.batch_size  # drop_last: no stop past the end
+        stops = range(self.batch_size, last, self.batch_size)
+        return [np.sort(order[stop - self.batch_size:stop]) for stop in stops]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        gen = epoch_generator(self.seed, epoch)
+        for idx in self._batches(gen):
+            yield self._make_batch(idx, gen)
+
+    def _make_batch(self, idx: np.ndarray, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = torch.from_numpy(np.ascontiguousarray(self.image_set.images[idx]))
+        x = pixels.to(self.device, non_blocking=True)
+        x = apply_augment(self.augment, x, gen)
+        x = x.float() * self._scale - self._shift
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = self._labels[idx].to(self.device, non_blocking=True)
+        return x, y

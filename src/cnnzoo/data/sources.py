@@ -1,0 +1,61 @@
+"""``load_dataset``: one entry point that turns a ``--data`` value into :class:`DataSplits`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+from cnnzoo.data.splits import DataError, DataSplits, check_val_fraction
+
+RESIZE_MODES = ("shorter_crop", "stretch", "pad")
+SOURCES_HELP = ("an image folder (root/<class>/*.jpg, or root/train/<class>/... with val/ and test/), "
+                "'digits' (built in), 'synthetic' or 'synthetic:classes=4,n=256,size=32', "
+                "'cifar10', 'cifar100'")
+
+
+def default_cache_dir() -> Path:
+    """``$CNNZOO_CACHE`` if set, else ``~/.cache/cnnzoo``."""
+    return Path(os.environ.get("CNNZOO_CACHE") or Path.home() / ".cache" / "cnnzoo")
+
+
+def load_dataset(source: Union[str, os.PathLike] = "digits", *, image_size: Optional[int] = None,
+                 val_fraction: float = 0.2, seed: int = 0, cache_dir=None, resize: str = "shorter_crop",
+                 progress: bool = True) -> DataSplits:
+    """Load (preparing once if needed) a dataset by name or folder path.
+
+    Sources and their default ``image_size``: ``"digits"`` 32, ``"synthetic[:classes=..,n=..,size=..]"``
+    32, ``"cifar10"``/``"cifar100"`` 32, an image folder 64. ``val_fraction`` of each class is held out
+    for validation when the source has no validation split of its own; for digits, synthetic and CIFAR
+    ``seed`` picks which, for folders the choice is fixed by the file names (the same whatever the seed,
+    so runs with different seeds are validated on the same images). ``resize`` (folders and CIFAR at
+    another size): ``shorter_crop`` (shorter side to size, centre crop), ``stretch`` or ``pad``.
+    Prepared folders and CIFAR live in ``cache_dir`` (default :func:`default_cache_dir`).
+    """
+    check_val_fraction(val_fraction)
+    if resize not in RESIZE_MODES:
+        raise DataError(f"unknown resize mode {resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+    if image_size is not None and (int(image_size) != image_size or image_size < 4):
+        raise DataError(f"--image-size must be an integer of at least 4, got {image_size}")
+    name = os.fspath(source)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if name == "digits":
+        from cnnzoo.data.builtin import load_digits
+
+        return load_digits(image_size=image_size, val_fraction=val_fraction, seed=seed)
+    if name == "synthetic" or name.startswith("synthetic:"):
+        from cnnzoo.data.builtin import load_synthetic
+
+        return load_synthetic(name, image_size=image_size, val_fraction=val_fraction, seed=seed)
+    if name in ("cifar10", "cifar100"):
+        from cnnzoo.data.cifar import load_cifar
+
+        return load_cifar(name, cache, image_size=image_size, val_fraction=val_fraction, seed=seed,
+                          resize=resize, progress=progress)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        from cnnzoo.data.folders import load_folder
+
+        return load_folder(path, cache, image_size=image_size, val_fraction=val_fraction, resize=resize,
+                           progress=progress)
+    what = "is a file, not a folder" if path.exists() else "does not exist"
+    raise DataError(f"--data {name!r}: {what}. A dataset is {SOURCES_HELP}.")

@@ -1,0 +1,116 @@
+"""What every data source hands back: uint8 images and int64 labels, split into train / val / test."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from cnnzoo.errors import UserError
+
+
+class DataError(UserError, ValueError):
+    """A dataset that cannot be used as given (the message names the file or folder and what to do)."""
+
+
+@dataclass
+class ImageSet:
+    """One split: ``images`` uint8 ``[N, 3, H, W]`` (an array or an ``np.memmap``), ``labels`` int64 ``[N]``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self):
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], got {self.images.dtype} {self.images.shape}")
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        kind = "memmap" if isinstance(self.images, np.memmap) else "array"
+        return f"ImageSet({len(self)} images {tuple(self.images.shape[1:])} uint8 {kind})"
+
+
+@dataclass
+class DataSplits:
+    """A prepared dataset. ``mean``/``std`` are per-channel statistics of ``train`` in [0, 1] units."""
+
+    train: ImageSet
+    val: Optional[ImageSet]
+    test: Optional[ImageSet]
+    class_names: list[str]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    source: str
+    cache_path: Optional[str] = None  # the cache folder a prepared source was read from
+    skipped: list[str] = field(default_factory=list)  # files that could not be decoded
+
+    @property
+    def in_chans(self) -> int:
+        return 3
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        """One line for reports: source, sizes, classes."""
+        parts = [f"{name} {len(s)}" for name, s in (("train", self.train), ("val", self.val),
+                                                    ("test", self.test)) if s is not None]
+        return (f"{self.source}: {', '.join(parts)} images, {self.num_classes} classes, "
+                f"{self.image_size}x{self.image_size} px")
+
+
+def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of uint8 ``[N, 3, H, W]`` images in [0, 1] units.
+
+    Reads in chunks so it works on memmaps larger than memory; sums in float64 so it stays exact.
+    """
+    if len(images) == 0:
+        raise DataError("cannot compute image statistics of an empty training split")
+    total = np.zeros(3, np.float64)
+    total_sq = np.zeros(3, np.float64)
+    for start in range(0, len(images), chunk):
+        block = np.asarray(images[start:start + chunk], dtype=np.float64)
+        total += block.sum(axis=(0, 2, 3))
+        total_sq += np.square(block).sum(axis=(0, 2, 3))
+    count = len(images) * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
+    std = np.maximum(std, 1e-3 * 255)  # a constant channel would otherwise divide by zero
+    return tuple(float(m / 255) for m in mean), tuple(float(s / 255) for s in std)
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, val)`` with ``val_fraction`` of every class in val, chosen by ``seed``.
+
+    Each class with at least two samples gives at least one to val (when val_fraction > 0), so every
+    class is validated. Both index arrays come back sorted (memmap reads in order are fastest).
+    """
+    check_val_fraction(val_fraction)
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        members = np.flatnonzero(labels == cls)
+        members = members[rng.permutation(len(members))]
+        n_val = n_val_for(len(members), val_fraction)
+        val_idx.append(members[:n_val])
+        train_idx.append(members[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def n_val_for(n: int, val_fraction: float) -> int:
+    """How many of a class's ``n`` samples go to val: rounded, at least 1 and at most n - 1."""
+    if val_fraction <= 0 or n < 2:
+        return 0
+    return min(max(1, round(n * val_fraction)), n - 1)
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"--val-fraction must be in [0, 1), got {val_fraction}")
