@@ -1,0 +1,66 @@
+"""What ``cnnzoo compare`` trains when it is given no models, and for how many epochs.
+
+One member of each family, at widths that fit the work per epoch (training images x pixels per
+image): on the built-in digits (1,437 train images at 32 px) the whole comparison must finish in a
+few minutes on two CPU cores, while on a real data set the full-width networks are worth their cost.
+The choice is a table of data, printed at the start of the run and written into the report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class DefaultPlan:
+    name: str
+    max_pixels_per_epoch: float  # train images x height x width up to which this plan is chosen
+    models: tuple[str, ...]      # one per family
+    images_seen: int             # epochs = images_seen / train images, clamped to [min_epochs, max_epochs]
+    min_epochs: int
+    max_epochs: int
+    epochs: int = 0              # filled in by choose_plan for the data at hand
+
+    def describe(self) -> str:
+        return (f"No models given: the '{self.name}' set for data of up to "
+                f"{_millions(self.max_pixels_per_epoch)} pixels per epoch - {', '.join(self.models)} - "
+                f"{self.epochs} epochs each (about {self.images_seen:,} training images seen, "
+                f"between {self.min_epochs} and {self.max_epochs} epochs).")
+
+
+def _millions(x: float) -> str:
+    return "any number of" if math.isinf(x) else f"{x / 1e6:g}M"
+
+
+# Smallest first; the first plan whose limit the data fits under is used.
+PLANS = (
+    DefaultPlan("small", 4e6,
+                ("resnet18:width_mult=0.25", "mobilenet_v2:width_mult=0.5", "mobilenet_v1:width_mult=0.5",
+                 "vgg11_bn:width_mult=0.25", "googlenet:width_mult=0.25", "densenet121:growth_rate=12"),
+                images_seen=12_000, min_epochs=5, max_epochs=40),
+    DefaultPlan("medium", 64e6,
+                ("resnet18:width_mult=0.5", "mobilenet_v2", "mobilenet_v1:width_mult=0.5",
+                 "vgg11_bn:width_mult=0.5", "googlenet:width_mult=0.5", "densenet121:growth_rate=16"),
+                images_seen=40_000, min_epochs=4, max_epochs=30),
+    DefaultPlan("large", math.inf,
+                ("resnet18", "mobilenet_v2", "mobilenet_v1", "vgg11_bn", "googlenet", "densenet121"),
+                images_seen=200_000, min_epochs=3, max_epochs=20),
+)
+
+
+def choose_plan(train_images: int, image_size: int) -> DefaultPlan:
+    """The first plan in :data:`PLANS` whose pixel budget the data fits under, with its epochs set."""
+    pixels = train_images * image_size * image_size
+    plan = next(p for p in PLANS if pixels <= p.max_pixels_per_epoch)
+    epochs = math.ceil(plan.images_seen / max(train_images, 1))
+    epochs = min(plan.max_epochs, max(plan.min_epochs, epochs))
+    return replace(plan, epochs=epochs)
+
+
+def plans_table() -> str:
+    """The table above as text (``cnnzoo compare --show-plans``)."""
+    lines = ["plan    up to px/epoch  epochs (images seen, min-max)  models"]
+    for p in PLANS:
+        lines.append(f"{p.name:<7} {_millions(p.max_pixels_per_epoch):>14}  "
+                     f"{p.images_seen:>7,} ({p.min_epochs}-{p.max_epochs}){'':>13}  {', '.join(p.models)}")
+    return "\n".join(lines)
