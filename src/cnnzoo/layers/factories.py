@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 from torch import nn
 
@@ -15,20 +15,20 @@ NormLayer = Callable[[int], nn.Module]  # num_channels -> module
 ActLayer = Callable[[], nn.Module]
 
 
-def _layer_norm_2d(num_channels: int) -> nn.Module:
+def _layer_norm_2d(num_channels: int, eps: float = 1e-5) -> nn.Module:
     # LayerNorm over (C, H, W) of each sample, with a per-channel scale and shift: GroupNorm with one group.
-    return nn.GroupNorm(1, num_channels)
+    return nn.GroupNorm(1, num_channels, eps=eps)
 
 
-def _instance_norm_2d(num_channels: int) -> nn.Module:
+def _instance_norm_2d(num_channels: int, eps: float = 1e-5) -> nn.Module:
     # Each channel of each sample normalised over (H, W). GroupNorm with one group per channel computes
     # exactly that and, unlike nn.InstanceNorm2d, accepts a 1x1 feature map in training mode.
-    return nn.GroupNorm(num_channels, num_channels)
+    return nn.GroupNorm(num_channels, num_channels, eps=eps)
 
 
-def _group_norm_2d(num_channels: int, groups: int = 32) -> nn.Module:
+def _group_norm_2d(num_channels: int, groups: int = 32, eps: float = 1e-5) -> nn.Module:
     # 32 groups as in Wu & He (2018), fewer when the channel count is not divisible by 32.
-    return nn.GroupNorm(math.gcd(groups, num_channels), num_channels)
+    return nn.GroupNorm(math.gcd(groups, num_channels), num_channels, eps=eps)
 
 
 NORM_LAYERS: dict[str, NormLayer] = {
@@ -56,19 +56,21 @@ NORM_NAMES = (*NORM_LAYERS, "none")
 ACT_NAMES = (*ACT_LAYERS, "none")
 
 
-def get_norm_layer(norm: Union[str, NormLayer, None]) -> NormLayer | None:
+def get_norm_layer(norm: Union[str, NormLayer, None], eps: Optional[float] = None) -> NormLayer | None:
     """``'batch' | 'layer' | 'instance' | 'group' | 'none'`` (or a callable) -> ``num_channels -> module``.
 
     Returns ``None`` for ``'none'`` so callers can leave the layer out instead of adding an Identity.
+    ``eps`` (for the named norms) replaces PyTorch's 1e-5, e.g. 1e-3 to match a reference's weights.
     """
     if norm is None or norm == "none":
         return None
     if callable(norm):
         return norm
     try:
-        return NORM_LAYERS[norm]
+        layer = NORM_LAYERS[norm]
     except KeyError:
         raise ValueError(f"unknown norm {norm!r}; choose one of {', '.join(NORM_NAMES)}") from None
+    return layer if eps is None else partial(layer, eps=eps)
 
 
 def get_act_layer(act: Union[str, ActLayer, None]) -> ActLayer | None:

@@ -1,0 +1,86 @@
+"""ResNet (He et al. 2015, "Deep Residual Learning for Image Recognition", arXiv:1512.03385).
+
+A 7x7 stem, four stages of residual blocks (the table below, the paper's table 1), global pooling
+and a linear classifier. ResNet-18/34 use basic blocks; 50/101/152 bottlenecks.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Sequence, Type, Union
+
+import torch
+from torch import nn
+
+from cnnzoo.layers import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct, init_weights_he, make_divisible
+from cnnzoo.registry import register_model
+
+from ._base import Classifier
+from ._convert import rename_keys, shift
+
+# Per stage: (block width before expansion, stride of the first block). Depths come from `layers`.
+STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
+
+
+class ResNet(Classifier):
+    """ResNet built from ``block`` and per-stage depths ``layers`` (e.g. (3, 4, 6, 3) for ResNet-50).
+
+    ``stride_in_1x1=True`` gives the paper's bottleneck (stride in the first 1x1); the default puts
+    it in the 3x3 like torchvision. ``width_mult`` scales every width (1.0 is the reference).
+    """
+
+    def __init__(self, block: Union[Type[BasicBlock], Type[Bottleneck]] = Bottleneck,
+                 layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 1000, in_chans: int = 3,
+                 norm="batch", act="relu", drop_rate: float = 0.0, conv_bias: bool = False,
+                 width_mult: float = 1.0, stride_in_1x1: bool = False):
+        super().__init__()
+        if isinstance(block, str):  # from the CLI: block=basic|bottleneck
+            block = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+        conv = dict(norm=norm, act=act, bias=conv_bias)
+        stem_width = make_divisible(64 * width_mult)
+        self.stem = ConvNormAct(in_chans, stem_width, 7, 2, **conv)
+        self.stem_pool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        stages, channels = [], stem_width
+        for (width, stride), depth in zip(STAGES, layers):
+            width = make_divisible(width * width_mult)
+            blocks = []
+            for i in range(depth):
+                blocks.append(block(channels, width, stride if i == 0 else 1,
+                                    stride_in_1x1=stride_in_1x1, **conv))
+                channels = blocks[-1].out_channels
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+
+        self.num_features, self.num_classes = channels, num_classes
+        self.head = ClassifierHead(channels, num_classes, drop_rate)
+        init_weights_he(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem_pool(self.stem(x)))
+
+
+def convert_torchvision_resnet(state_dict: dict) -> tuple[dict, dict]:
+    """torchvision ``resnet*`` state dict -> ours. It implies no options: torchvision's blocks are
+    our default (stride in the 3x3)."""
+    rules = [
+        (r"conv1\.(.+)", r"stem.conv.\1"),
+        (r"bn1\.(.+)", r"stem.norm.\1"),
+        (r"layer(\d)\.(\d+)\.conv(\d)\.(.+)", lambda m: f"stages.{shift(m[1])}.{m[2]}.conv{m[3]}.conv.{m[4]}"),
+        (r"layer(\d)\.(\d+)\.bn(\d)\.(.+)", lambda m: f"stages.{shift(m[1])}.{m[2]}.conv{m[3]}.norm.{m[4]}"),
+        (r"layer(\d)\.(\d+)\.downsample\.0\.(.+)", lambda m: f"stages.{shift(m[1])}.{m[2]}.shortcut.conv.{m[3]}"),
+        (r"layer(\d)\.(\d+)\.downsample\.1\.(.+)", lambda m: f"stages.{shift(m[1])}.{m[2]}.shortcut.norm.{m[3]}"),
+        (r"fc\.(.+)", r"head.fc.\1"),
+    ]
+    return rename_keys(state_dict, rules), {}
+
+
+_PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
+for _name, _block, _layers in [
+    ("resnet18", BasicBlock, (2, 2, 2, 2)),
+    ("resnet34", BasicBlock, (3, 4, 6, 3)),
+    ("resnet50", Bottleneck, (3, 4, 6, 3)),
+    ("resnet101", Bottleneck, (3, 4, 23, 3)),
+    ("resnet152", Bottleneck, (3, 8, 36, 3)),
+]:
+    register_model(_name, partial(ResNet, block=_block, layers=_layers), family="resnet", paper=_PAPER,
+                   input_size=(3, 224, 224), convert_reference_weights=convert_torchvision_resnet)

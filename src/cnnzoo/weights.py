@@ -1,0 +1,148 @@
+"""Loading weights into a registered model: a ``cnnzoo train`` checkpoint, a plain state dict of
+ours, or a state dict saved from torchvision's model of the same architecture (mapped onto our names).
+
+Files are read with ``torch.load(..., weights_only=True)``: a state dict is data, never code.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnzoo.registry import ModelError, ModelInfo
+
+CHECKPOINT_FORMAT = "cnnzoo-checkpoint"
+
+
+def load_weights_into(info: ModelInfo, args: dict[str, Any], path: str) -> nn.Module:
+    """Build ``info``'s model with ``args`` and load the weights in ``path`` into it.
+
+    Arguments the file implies (its number of classes, a reference layout option such as GoogLeNet's
+    3x3 branch) are used unless the user set them. A different ``num_classes`` than the file's loads
+    everything except the classifier, which is re-initialised (with a warning).
+    """
+    state, file_args = _read_state(info, path)
+    if not _looks_like_ours(info, state, {**file_args, **args}):
+        state, implied = _convert_reference(info, state, path)
+        _check_conflicts(info.name, args, implied, path)
+        file_args = {**file_args, **implied}
+    model_args = {**file_args, **args}
+
+    probe = _build(info, {**model_args, "num_classes": 1}, meta=True)
+    head_prefix = _classifier_prefix(probe)
+    file_classes = _num_classes_in(state, head_prefix)
+    asked_classes = args.get("num_classes")
+    model_args["num_classes"] = asked_classes if asked_classes is not None else file_classes
+    reinit_head = asked_classes is not None and asked_classes != file_classes
+    if reinit_head:
+        state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
+        warnings.warn(f"{path}: the checkpoint's classifier has {file_classes} classes; "
+                      f"the head was re-initialised with {asked_classes} classes", stacklevel=3)
+
+    model = _build(info, model_args)
+    _load_state(model, state, path, info.name, model_args, allow_missing=head_prefix if reinit_head else None)
+    return model
+
+
+def _read_state(info: ModelInfo, path: str) -> tuple[dict, dict]:
+    """The state dict in ``path`` and the model arguments stored beside it (our checkpoints only)."""
+    if not os.path.isfile(path):
+        raise ModelError(f"weights file {path!r} does not exist; give the path to a state dict or a "
+                         "checkpoint written by `cnnzoo train`")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
+        raise ModelError(f"cannot read weights file {path!r} as a PyTorch state dict "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                         "Save weights with torch.save(model.state_dict(), path).") from None
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        saved_name = obj.get("model_name")
+        if saved_name and saved_name != info.name:
+            raise ModelError(f"{path!r} is a checkpoint of {saved_name!r}, not of {info.name!r}; "
+                             f"create {saved_name!r} to load it")
+        state, file_args = obj.get("model_state"), dict(obj.get("model_args") or {})
+        file_args = {k: v for k, v in file_args.items() if k in info.arguments}
+    else:
+        state, file_args = obj, {}
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelError(f"{path!r} does not hold a state dict (a mapping of parameter names to tensors); "
+                         "save one with torch.save(model.state_dict(), path)")
+    return state, file_args
+
+
+def _build(info: ModelInfo, args: dict, meta: bool = False) -> nn.Module:
+    if meta:  # only the structure (names, shapes) is needed: no memory, no initialisation cost
+        with torch.device("meta"):
+            return info.builder(**args)
+    return info.builder(**args)
+
+
+def _looks_like_ours(info: ModelInfo, state: dict, args: dict) -> bool:
+    """True when most of the file's keys are names in our model (so no conversion is needed)."""
+    ours = set(_build(info, {**args, "num_classes": 1}, meta=True).state_dict())
+    return sum(k in ours for k in state) > len(state) / 2
+
+
+def _convert_reference(info: ModelInfo, state: dict, path: str) -> tuple[dict, dict]:
+    example = next(iter(state))
+    if info.convert_reference_weights is None:
+        raise ModelError(f"{path!r} is not a state dict of {info.name!r} (its key {example!r} is not one "
+                         f"of ours) and {info.name!r} has no reference weights to map from")
+    try:
+        return info.convert_reference_weights(state)
+    except (KeyError, ValueError, IndexError) as exc:
+        where = f"cannot place key {exc.args[0]!r}" if isinstance(exc, KeyError) else f"first key {example!r}"
+        raise ModelError(f"{path!r} is neither a state dict of our {info.name!r} nor of torchvision's "
+                         f"({where}); is it a different architecture?") from None
+
+
+def _check_conflicts(name: str, args: dict, implied: dict, path: str) -> None:
+    for key, needed in implied.items():
+        if key in args and args[key] != needed:
+            raise ModelError(f"{path!r} holds torchvision's {name} weights, which need {key}={needed!r}; "
+                             f"you asked for {key}={args[key]!r}. Leave {key} unset to load this file.")
+
+
+def _classifier_prefix(model: nn.Module) -> str:
+    classifier = model.get_classifier()
+    return next(n for n, m in model.named_modules() if m is classifier) + "."
+
+
+def _num_classes_in(state: dict, head_prefix: str) -> int:
+    weight = state.get(head_prefix + "weight")
+    return 0 if weight is None else int(weight.shape[0])  # no classifier: a feature extractor
+
+
+def _load_state(model: nn.Module, state: dict, path: str, name: str, args: dict,
+                allow_missing: str | None) -> None:
+    """``load_state_dict`` with messages a user can act on.
+
+    Sub-modules a model declares optional (GoogLeNet's auxiliary heads) may be absent on either side:
+    extra ones in the file are dropped (as torchvision does), missing ones keep their initialisation.
+    """
+    optional = tuple(getattr(model, "optional_state_prefixes", ()))
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(optional)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        sizes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:3]
+        raise ModelError(f"{path!r} does not fit {name} built with {args}: {'; '.join(sizes) or exc}. "
+                         "Is it another architecture? If not, build the model with the arguments the "
+                         "weights were trained with (e.g. the same width_mult).") from None
+    missing = [k for k in result.missing_keys
+               if not k.endswith("num_batches_tracked") and not (allow_missing and k.startswith(allow_missing))]
+    fresh_optional = [k for k in missing if k.startswith(optional)] if optional else []
+    missing = [k for k in missing if k not in fresh_optional]
+    if missing or result.unexpected_keys:
+        raise ModelError(f"{path!r} does not match {name} built with {args}: "
+                         f"missing {missing[:4]}{'...' if len(missing) > 4 else ''}, "
+                         f"unexpected {result.unexpected_keys[:4]}"
+                         f"{'...' if len(result.unexpected_keys) > 4 else ''}")
+    if fresh_optional:
+        warnings.warn(f"{path!r} has no weights for {sorted({k.split('.')[0] for k in fresh_optional})}; "
+                      "they keep their fresh initialisation", stacklevel=4)
