@@ -1,0 +1,16 @@
+"""Training, evaluation and prediction.
+
+    from cnnzoo.training import train, evaluate, predict
+    result = train(model="resnet18")                 # built-in digits, defaults that learn
+    print(result.best_val_acc, result.out_dir)       # best.pt, last.pt, history.csv/json, curves.png
+    metrics = evaluate(f"{result.out_dir}/best.pt")  # accuracy, per-class precision/recall, confusion
+    predict(f"{result.out_dir}/best.pt", ["seven.png"])
+"""
+from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.evaluate import EvalResult, evaluate
+from cnnzoo.training.predict import Prediction, predict
+from cnnzoo.training.trainer import TrainingDiverged, TrainResult, train
+
+__all__ = ["TrainConfig", "train", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
+           "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction"]

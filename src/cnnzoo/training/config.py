@@ -1,0 +1,181 @@
+"""What a training run is configured by, and the defaults that make a first run learn.
+
+Every field left at ``None`` means "the default for this data and this model"; :func:`resolve_config`
+fills them in once the data is loaded and the model is built, and the resolved values are what the
+run prints, records in ``history.json`` and stores in every checkpoint.
+
+Why these defaults (the study notes' VGG16 stayed at chance and their MobileNetV2 over-fitted):
+- inputs are normalised by the data set's mean and std (the data package computes them);
+- SGD with Nesterov momentum 0.9, the learning rate scaled linearly with the batch size
+  (Goyal et al. 2017, "Accurate, Large Minibatch SGD": 0.1 per 256 images), a short linear warm-up
+  then cosine decay (Loshchilov & Hutter 2017, SGDR);
+- weight decay 5e-4 on convolution and linear weights only; decaying norm scales and biases only
+  hurts (He et al. 2019, "Bag of Tricks");
+- label smoothing 0.1 (Szegedy et al. 2016, Inception v3) and light augmentation against over-fitting;
+- a model with no normalisation layer at all (VGG as in 2014, or ``--norm none``) trains with AdamW,
+  a lower learning rate and a longer warm-up: plain SGD at a batch-scaled rate is what left the
+  notes' VGG16 at chance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Optional
+
+from torch import nn
+
+from cnnzoo.errors import UserError
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("cosine", "onecycle", "step", "none")
+AUGMENTS = ("none", "light", "standard")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``None`` = the default for this data and model (see :func:`resolve_config`)."""
+
+    model: str                                  # a registered name, e.g. "resnet18"
+    model_args: dict = field(default_factory=dict)  # constructor overrides, e.g. {"width_mult": 0.5}
+    data: str = "digits"                        # a source for cnnzoo.data.load_dataset
+    epochs: Optional[int] = None                # default: enough passes for ~20k images seen
+    batch_size: Optional[int] = None            # default: 64 (128 for large data sets)
+    lr: Optional[float] = None                  # peak learning rate; default scales with batch size
+    optimizer: Optional[str] = None             # sgd | adamw | adam
+    schedule: Optional[str] = None              # cosine | onecycle | step | none
+    warmup_epochs: Optional[float] = None       # linear warm-up length, in epochs (fractions allowed)
+    weight_decay: Optional[float] = None        # applied to conv/linear weights only
+    label_smoothing: Optional[float] = None
+    image_size: Optional[int] = None            # side in pixels; default: the data set's own
+    resize: str = "shorter_crop"                # how folder images are brought to image_size
+    augment: Optional[str] = None               # none | light | standard
+    channels_last: bool = False                 # NHWC memory layout (often faster on GPU)
+    amp: bool = False                           # mixed precision: bfloat16 on CPU, float16 on CUDA
+    seed: int = 0                               # model init, data split, data order, augmentation
+    out_dir: Optional[str] = None               # default: runs/<model>-<data>[-N]
+    resume: bool = False                        # continue from out_dir/last.pt
+    patience: Optional[int] = None              # early stopping: epochs without a better val accuracy
+    time_budget_s: Optional[float] = None       # stop at the first epoch boundary past this wall time
+    val_fraction: float = 0.2                   # share of the data held out for validation
+    device: str = "auto"                        # auto | cpu | cuda
+    threads: Optional[int] = None               # CPU threads for torch (default: torch's choice)
+    cache_dir: Optional[str] = None             # where prepared image folders are cached
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def make_config(config: Optional[TrainConfig] = None, **fields_: Any) -> TrainConfig:
+    """A config from an optional base plus keyword fields, with every value checked."""
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(fields_) - known)
+    if unknown:
+        raise UserError(f"unknown training option(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(known))}")
+    if config is None:
+        if "model" not in fields_:
+            raise UserError("train needs a model name, e.g. train(model='resnet18')")
+        config = TrainConfig(**fields_)
+    else:
+        config = replace(config, **fields_)
+    check_config(config)
+    return config
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value is not None and value not in choices:
+        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "more than zero"
+        raise UserError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def check_config(c: TrainConfig) -> None:
+    """Raise :class:`UserError` for a value no run could use, naming the option."""
+    if not isinstance(c.model, str) or not c.model:
+        raise UserError(f"model must be a model name such as 'resnet18', got {c.model!r}")
+    if not isinstance(c.model_args, dict):
+        raise UserError(f"model_args must be a dict, got {type(c.model_args).__name__}")
+    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
+    _check_choice("schedule", c.schedule, SCHEDULES)
+    _check_choice("augment", c.augment, AUGMENTS)
+    _check_choice("device", c.device, DEVICES)
+    for name in ("epochs", "batch_size", "image_size", "patience", "threads"):
+        value = getattr(c, name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
+    _check_positive("lr", c.lr)
+    _check_positive("time_budget_s", c.time_budget_s)
+    for name in ("warmup_epochs", "weight_decay", "label_smoothing"):
+        _check_positive(name, getattr(c, name), allow_zero=True)
+    if c.label_smoothing is not None and c.label_smoothing >= 1:
+        raise UserError(f"label_smoothing must be below 1, got {c.label_smoothing}")
+    if not 0 < c.val_fraction < 1:
+        raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {c.val_fraction}")
+
+
+def has_normalization(model: nn.Module) -> bool:
+    """Whether any layer normalises activations (batch/group/layer/instance norm)."""
+    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    return any(isinstance(m, norm_types) for m in model.modules())
+
+
+def default_epochs(num_train: int) -> int:
+    # About 20k images seen (digits: 14 epochs of 1,437 images), never fewer than 8 passes
+    # (large sets) nor more than 60 (tiny folders, where each pass is quick anyway).
+    return int(min(60, max(8, math.ceil(20_000 / max(num_train, 1)))))
+
+
+def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn.Module) -> TrainConfig:
+    """Fill every ``None`` with the default for this data set size, image size and model."""
+    normalised = has_normalization(model)
+    batch_size = c.batch_size or (128 if num_train >= 20_000 else 64)
+    batch_size = min(batch_size, num_train)  # a folder smaller than a batch still trains
+    optimizer = c.optimizer or ("sgd" if normalised else "adamw")
+    if c.lr is not None:
+        lr = c.lr
+    elif optimizer == "sgd":
+        lr = 0.1 * batch_size / 256 * 2  # twice Goyal's rule: short runs on small sets like it hotter
+    else:
+        lr = 1e-3 if normalised else 5e-4  # Adam(W): Kingma & Ba's default; lower with no norm layers
+    if c.weight_decay is not None:
+        weight_decay = c.weight_decay
+    else:
+        weight_decay = 5e-4 if optimizer == "sgd" else 0.05  # AdamW decay is decoupled, so larger
+    warmup = c.warmup_epochs if c.warmup_epochs is not None else (1.0 if normalised else 3.0)
+    epochs = c.epochs or default_epochs(num_train)
+    return replace(
+        c,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        schedule=c.schedule or "cosine",
+        warmup_epochs=min(warmup, epochs / 2),
+        weight_decay=weight_decay,
+        label_smoothing=0.1 if c.label_smoothing is None else c.label_smoothing,
+        image_size=image_size,
+        augment=c.augment or ("light" if image_size <= 64 else "standard"),
+    )
+
+
+def describe(c: TrainConfig) -> str:
+    """The resolved settings on one line, printed once at the start of a run."""
+    return (f"{c.model} {c.model_args or ''} on {c.data}: {c.epochs} epochs, batch {c.batch_size}, "
+            f"{c.optimizer} lr {c.lr:g} ({c.schedule}, warm-up {c.warmup_epochs:g} ep), "
+            f"weight decay {c.weight_decay:g}, label smoothing {c.label_smoothing:g}, "
+            f"{c.image_size}px, augment {c.augment}, seed {c.seed}"
+            + (", channels_last" if c.channels_last else "") + (", amp" if c.amp else ""))

@@ -1,0 +1,78 @@
+"""Classify image files with a checkpoint: top-k classes and their probabilities per image.
+
+Each image is prepared exactly as the training data was (the checkpoint's size, resize mode, mean
+and std). An image that cannot be read is reported in its :class:`Prediction` and the others are
+still classified.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.training.trainer import pick_device
+
+
+@dataclass
+class Prediction:
+    """``top``: ``[(class_name, probability), ...]`` best first; ``error`` set instead when unreadable."""
+
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: Optional[str] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "predictions": [{"class": c, "probability": p} for c, p in self.top]}
+
+
+def read_image(path: Union[str, os.PathLike], size: int, resize: str = "shorter_crop") -> np.ndarray:
+    """One image file -> uint8 ``[3, size, size]``, prepared the way the data package prepares folders."""
+    from cnnzoo.data import load_image
+
+    return load_image(path, size, resize)
+
+
+def predict(checkpoint: Union[str, os.PathLike, dict], images: Sequence[Union[str, os.PathLike]], *,
+            top_k: int = 5, device: str = "auto", batch_size: int = 64) -> list[Prediction]:
+    """Top-``top_k`` classes for each image file, in the order given."""
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    prep, class_names = state["preprocessing"], list(state["class_names"])
+    top_k = max(1, min(top_k, len(class_names)))
+    dev = pick_device(device)
+    model = build_model_from_checkpoint(state).to(dev)
+    mean = torch.tensor(prep["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(prep["std"], dtype=torch.float32).view(1, -1, 1, 1)
+
+    results = [Prediction(str(p)) for p in images]
+    readable: list[tuple[int, np.ndarray]] = []
+    for i, path in enumerate(images):
+        try:
+            readable.append((i, read_image(path, prep["image_size"], prep.get("resize", "shorter_crop"))))
+        except Exception as err:  # any decoding failure is reported for that file, the rest go on
+            results[i].error = _describe_error(path, err)
+    for start in range(0, len(readable), batch_size):
+        chunk = readable[start:start + batch_size]
+        pixels = torch.from_numpy(np.stack([img for _, img in chunk])).float()
+        x = ((pixels / 255.0 - mean) / std).to(dev)
+        with torch.inference_mode():
+            probs = torch.softmax(model(x).float(), dim=1).cpu()
+        values, indices = probs.topk(top_k, dim=1)
+        for (i, _), vals, idxs in zip(chunk, values.tolist(), indices.tolist()):
+            results[i].top = [(class_names[j], float(v)) for v, j in zip(vals, idxs)]
+    return results
+
+
+def _describe_error(path, err: Exception) -> str:
+    if not Path(path).exists():
+        return "file does not exist"
+    if Path(path).is_dir():
+        return "is a folder, not an image"
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return f"cannot read as an image ({message})"
