@@ -1,0 +1,257 @@
+"""``cnnzoo.summary``: the Keras-style table -- layers, output shapes, parameters, multiply-adds.
+
+Two parameter conventions, chosen with ``keras=``:
+  * PyTorch's (default): parameters only; trainable = ``requires_grad``.
+  * Keras' (``keras=True``): normalisation layers' ``running_mean`` and ``running_var`` are also
+    weights, non-trainable ones (``num_batches_tracked`` is not: Keras has no such weight). Totals
+    then match ``model.summary()`` of the same network built in Keras.
+MACs follow :mod:`cnnzoo.profiling.counting` (conv and linear/matmul; the rest listed as uncounted).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from cnnzoo.errors import UserError
+from cnnzoo.profiling.counting import Record, count_macs
+
+KERAS_STAT_BUFFERS = ("running_mean", "running_var")
+UNITS = ("macs", "flops")
+
+
+@dataclass
+class SummaryRow:
+    name: str
+    type: str
+    output_shape: Any
+    params: int
+    macs: int
+    connected_to: list = field(default_factory=list)  # only for rows fed by several tensors
+    depth: int = 1
+
+
+@dataclass
+class ModelSummary:
+    """What :func:`summary` measured. ``macs`` are multiply-adds of one forward pass of
+    ``batch_size`` images; ``flops`` = 2 x ``macs``."""
+    model_name: str
+    input_size: tuple
+    batch_size: int
+    convention: str                 # "pytorch" or "keras"
+    units: str                      # how str() prints compute: "macs" or "flops"
+    depth: Optional[int]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    macs: int
+    param_bytes: int
+    activation_bytes: int           # sum of the bytes of every counted layer's new output tensor
+    rows: list = field(default_factory=list)
+    uncounted_ops: dict = field(default_factory=dict)   # op name -> calls, forward pass
+    backward_macs: Optional[int] = None                  # only when asked for (backward=True)
+    uncounted_backward_ops: dict = field(default_factory=dict)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["flops"] = self.flops
+        return d
+
+    def __str__(self) -> str:
+        return render_table(self)
+
+
+# ----------------------------------------------------------------------------- public entry point
+
+def summary(model_or_name: Union[nn.Module, str], input_size: Optional[tuple] = None, *,
+            keras: bool = False, depth: Optional[int] = None, units: str = "macs", batch_size: int = 1,
+            device: Optional[str] = None, backward: bool = False, **overrides) -> ModelSummary:
+    """Count a model's parameters and multiply-adds, layer by layer.
+
+    ``model_or_name``: an ``nn.Module`` or a registered name (built with ``create_model(name,
+    **overrides)`` on the ``meta`` device: counting needs shapes, not weights, so even VGG costs
+    nothing to count). ``input_size`` is (C, H, W); by default the model's design size
+    (3, 224, 224 for most). ``depth`` collapses nested modules deeper than that into their parent
+    row (None: every leaf layer). ``backward=True`` also counts the backward pass of a training
+    step (``backward_macs``). The model is left in the mode and device it was in.
+    """
+    if units not in UNITS:
+        raise UserError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
+    if depth is not None and depth < 1:
+        raise UserError(f"depth must be at least 1, got {depth}")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    model, name, input_size = _resolve_model(model_or_name, input_size, device, overrides)
+    device = device or _model_device(model)
+    x = torch.zeros(batch_size, *input_size, device=device)
+    try:
+        counted = count_macs(model, x, backward=backward)
+    except RuntimeError as err:
+        raise UserError(f"{name} cannot run on input of size {tuple(input_size)}: {err}. "
+                        "Try a larger --input-size or the model's own input channels.") from err
+    trainable, frozen = _count_params(model, keras)
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if keras:
+        param_bytes += sum(b.numel() * b.element_size() for b in _keras_stat_buffers(model))
+    records = list(counted.trace.root.walk())
+    return ModelSummary(
+        model_name=name, input_size=tuple(input_size), batch_size=batch_size,
+        convention="keras" if keras else "pytorch", units=units, depth=depth,
+        total_params=trainable + frozen, trainable_params=trainable, non_trainable_params=frozen,
+        macs=counted.forward, param_bytes=param_bytes,
+        activation_bytes=sum(r.output_bytes for r in records if r.is_leaf),
+        rows=_rows(counted.trace.input_record, counted.trace.root, depth, keras, x),
+        uncounted_ops=counted.uncounted_forward,
+        backward_macs=counted.backward, uncounted_backward_ops=counted.uncounted_backward)
+
+
+def _resolve_model(model_or_name, input_size, device, overrides):
+    if isinstance(model_or_name, nn.Module):
+        if overrides:
+            raise UserError(f"model arguments ({', '.join(overrides)}) only apply when the model is "
+                            "given by name; build the module with them instead")
+        return model_or_name, type(model_or_name).__name__, tuple(input_size or (3, 224, 224))
+    if not isinstance(model_or_name, str):
+        raise UserError(f"summary() takes an nn.Module or a model name, got {type(model_or_name).__name__}")
+    from cnnzoo.registry import create_model, get_model_info
+
+    name = model_or_name
+    if input_size is None:
+        channels, *hw = get_model_info(name).input_size
+        input_size = (overrides.get("in_chans") or channels, *hw)
+    try:
+        with torch.device(device or "meta"):
+            model = create_model(name, **overrides)
+    except (RuntimeError, NotImplementedError):
+        if device:
+            raise
+        model = create_model(name, **overrides)  # a builder that needs real data to initialise
+    return model, name, tuple(input_size)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _keras_stat_buffers(module: nn.Module) -> list:
+    return [b for n, b in module.named_buffers() if n.rsplit(".", 1)[-1] in KERAS_STAT_BUFFERS]
+
+
+def _count_params(model: nn.Module, keras: bool) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    if keras:
+        frozen += sum(b.numel() for b in _keras_stat_buffers(model))
+    return trainable, frozen
+
+
+# ----------------------------------------------------------------------------- rows at a depth
+
+def _shown(record: Record, depth: Optional[int]) -> bool:
+    if depth is None:
+        return record.is_leaf
+    return record.depth == depth or (record.depth < depth and (record.is_leaf or not record.children))
+
+
+def _rows(input_record: Record, root: Record, depth: Optional[int], keras: bool, x) -> list[SummaryRow]:
+    shown = [r for r in root.walk() if _shown(r, depth) and not _inside_shown(r, depth)]
+    shown_set = set(map(id, shown)) | {id(input_record)}
+    rows = [SummaryRow("input", "Input", list(x.shape), 0, 0, [], 1)]
+    seen_params: set[int] = set()  # a module called twice shows its parameters once
+    for rec in shown:
+        params = _record_params(rec, keras, seen_params)
+        sources = [_displayed(src, shown_set) for src in rec.inputs if src is not None]
+        sources = list(dict.fromkeys(s.name for s in sources if s is not None))
+        rows.append(SummaryRow(rec.name, rec.kind, rec.output_shape, params, rec.subtree_macs(),
+                               sources if len(rec.inputs) >= 2 else [], rec.depth))
+    return rows
+
+
+def _inside_shown(record: Record, depth: Optional[int]) -> bool:
+    parent = record.parent
+    while parent is not None and parent.parent is not None:
+        if _shown(parent, depth):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _displayed(record: Record, shown_ids: set) -> Optional[Record]:
+    while record is not None and id(record) not in shown_ids:
+        record = record.parent
+    return record
+
+
+def _record_params(rec: Record, keras: bool, seen: set) -> int:
+    if rec.module is None:
+        return 0
+    tensors = list(rec.module.parameters()) + (_keras_stat_buffers(rec.module) if keras else [])
+    fresh = [t for t in tensors if id(t) not in seen]
+    seen.update(map(id, fresh))
+    return sum(t.numel() for t in fresh)
+
+
+# ----------------------------------------------------------------------------- the table
+
+def _fmt_shape(shape) -> str:
+    if shape is None:
+        return "?"
+    if shape and isinstance(shape[0], list):
+        return ", ".join(_fmt_shape(s) for s in shape)
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _si(value: float) -> str:
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {prefix}"
+    return f"{value:.0f} "
+
+
+def render_table(s: ModelSummary) -> str:
+    """The Keras-like table: one row per layer, totals at the bottom."""
+    scale, unit = (2, "FLOPs") if s.units == "flops" else (1, "MACs")
+    header = ("Layer (type)", "Output Shape", "Param #", unit, "Connected to")
+    body = [(f"{r.name} ({r.type})", _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.macs * scale:,}",
+             r.connected_to) for r in s.rows]
+    widths = [max([len(header[i])] + [len(row[i]) for row in body]) for i in range(4)]
+    widths.append(max([len(header[4])] + [len(c) for row in body for c in row[4]]))
+    line = lambda cells: "  ".join(c.ljust(w) if i < 2 or i == 4 else c.rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
+    conv = ("Keras convention: parameters plus normalisation running statistics (non-trainable)"
+            if s.convention == "keras" else "PyTorch convention: parameters only")
+    compute = ("FLOPs = 2 x multiply-adds" if s.units == "flops" else "MACs = multiply-adds")
+    out = [f'Model: "{s.model_name}"   input {_fmt_shape([s.batch_size, *s.input_size])}',
+           f"{conv}; {compute} of conv and linear layers", rule, line(header), rule]
+    for cells in body:
+        links = cells[4] or [""]
+        out.append(line((*cells[:4], links[0])))
+        out.extend(line(("", "", "", "", extra)) for extra in links[1:])
+    total = s.macs * scale
+    out += [rule,
+            f"Total params: {s.total_params:,}",
+            f"Trainable params: {s.trainable_params:,}",
+            f"Non-trainable params: {s.non_trainable_params:,}",
+            f"Total {unit} (forward, batch {s.batch_size}): {total:,} ({_si(total)}{unit})"]
+    if s.backward_macs is not None:
+        back = s.backward_macs * scale
+        out.append(f"Backward {unit} (training step): {back:,} ({_si(back)}{unit})")
+    out += ["-" * len(rule),
+            f"Params size (MB): {s.param_bytes / 1e6:,.2f}",
+            f"Forward activations (MB, batch {s.batch_size}; sum of layer outputs): "
+            f"{s.activation_bytes / 1e6:,.2f}"]
+    if s.uncounted_ops:
+        ops = ", ".join(f"{n} x{c}" for n, c in sorted(s.uncounted_ops.items(), key=lambda kv: -kv[1]))
+        out.append(f"Not counted (0 {unit} by convention): {ops}")
+    out.append(rule)
+    return "\n".join(out)
