@@ -66,20 +66,22 @@ class DataSplits:
                 f"{self.image_size}x{self.image_size} px")
 
 
-def channel_stats(images: np.ndarray, chunk: int = 1024) -> tuple[tuple, tuple]:
-    """Per-channel mean and std of uint8 ``[N, 3, H, W]`` images in [0, 1] units.
+def channel_stats(images: np.ndarray, rows: Optional[np.ndarray] = None, chunk: int = 1024) -> tuple[tuple, tuple]:
+    """Per-channel mean and std of uint8 ``[N, 3, H, W]`` images (or only ``rows`` of them) in [0, 1] units.
 
     Reads in chunks so it works on memmaps larger than memory; sums in float64 so it stays exact.
     """
-    if len(images) == 0:
+    n = len(images) if rows is None else len(rows)
+    if n == 0:
         raise DataError("cannot compute image statistics of an empty training split")
     total = np.zeros(3, np.float64)
     total_sq = np.zeros(3, np.float64)
-    for start in range(0, len(images), chunk):
-        block = np.asarray(images[start:start + chunk], dtype=np.float64)
+    for start in range(0, n, chunk):
+        block = images[start:start + chunk] if rows is None else images[rows[start:start + chunk]]
+        block = np.asarray(block, dtype=np.float64)
         total += block.sum(axis=(0, 2, 3))
         total_sq += np.square(block).sum(axis=(0, 2, 3))
-    count = len(images) * images.shape[2] * images.shape[3]
+    count = n * images.shape[2] * images.shape[3]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
     std = np.maximum(std, 1e-3 * 255)  # a constant channel would otherwise divide by zero

@@ -1,0 +1,208 @@
+"""Image folders: ``root/<class>/*.jpg`` or ``root/train/<class>/...`` (+ ``val/``, ``test/``).
+
+Preparation decodes every image once (in parallel threads: Pillow releases the GIL while it
+decodes and resizes) straight into the memmap cache; later loads only check that the files and
+settings are unchanged and open the memmap.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
+from cnnzoo.data.decode import IMAGE_EXTENSIONS, decode_image
+from cnnzoo.data.splits import DataError, DataSplits, channel_stats, n_val_for
+
+FOLDER_DEFAULT_SIZE = 64
+SPLIT_FOLDER_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+MAX_LISTED = 20  # skipped files named in the warning; the manifest keeps them all
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some image files could not be decoded and were left out."""
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    relpath: str  # relative to the dataset root, '/'-separated
+    label: int
+    split: int  # 0 train, 1 val, 2 test (the order rows are stored in)
+    size: int
+    mtime_ns: int
+
+
+def find_split_folders(root: Path) -> dict[str, Path]:
+    """``{"train": root}`` for a plain class layout, else the train/val/test folders that exist."""
+    if not (root / "train").is_dir():
+        return {"train": root}
+    found = {}
+    for split, names in SPLIT_FOLDER_NAMES.items():
+        for name in names:
+            if (root / name).is_dir():
+                found[split] = root / name
+                break
+    return found
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted); other files are ignored."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames)
+                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
+    return found
+
+
+def scan_classes(folder: Path) -> dict[str, list[Path]]:
+    """``{class name: image paths}`` for one split folder; errors name the folder at fault."""
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"no class folders in {folder}: expected {folder}/<class name>/<images>")
+    classes = {d.name: list_images(d) for d in class_dirs}
+    empty = [str(folder / name) for name, files in classes.items() if not files]
+    if empty:
+        raise DataError(f"class folder{'s' if len(empty) > 1 else ''} with no images: {', '.join(empty)}. "
+                        f"Add images (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}) or remove the folder.")
+    if len(classes) < 2:
+        raise DataError(f"{folder} has only one class folder ({class_dirs[0].name}); "
+                        f"classification needs at least two")
+    return classes
+
+
+def check_same_classes(train_folder: Path, other_folder: Path, train: list[str], other: list[str]) -> None:
+    if train != other:
+        missing, extra = sorted(set(train) - set(other)), sorted(set(other) - set(train))
+        detail = "; ".join(part for part in (f"missing from {other_folder}: {', '.join(missing)}" if missing else "",
+                                            f"not in {train_folder}: {', '.join(extra)}" if extra else "") if part)
+        raise DataError(f"the classes of {other_folder} differ from those of {train_folder} ({detail}). "
+                        f"Every split needs the same class folders.")
+
+
+def _hash_order(relpath: str) -> str:
+    # Which files go to val depends only on their names: stable across runs, seeds and machines.
+    return hashlib.sha1(relpath.encode()).hexdigest()
+
+
+def scan_folder(root: Path, val_fraction: float) -> tuple[list[str], list[ImageFile]]:
+    """Class names and every image file of the dataset, in storage order (train, then val, then test)."""
+    folders = find_split_folders(root)
+    per_split = {split: scan_classes(folder) for split, folder in folders.items()}
+    class_names = sorted(per_split["train"])
+    for split in ("val", "test"):
+        if split in per_split:
+            check_same_classes(folders["train"], folders[split], class_names, sorted(per_split[split]))
+    assigned: list[tuple[int, int, Path]] = []  # (split code, label, path)
+    for code, split in enumerate(("train", "val", "test")):
+        for label, name in enumerate(class_names):
+            for path in per_split.get(split, {}).get(name, []):
+                assigned.append((code, label, path))
+    if "val" not in per_split and val_fraction > 0:
+        assigned = _hold_out_val(assigned, root, val_fraction)
+    assigned.sort(key=lambda item: item[0])  # stable: keeps class and path order within a split
+    files = []
+    for code, label, path in assigned:
+        stat = path.stat()
+        files.append(ImageFile(path.relative_to(root).as_posix(), label, code, stat.st_size, stat.st_mtime_ns))
+    return class_names, files
+
+
+def _hold_out_val(assigned, root: Path, val_fraction: float):
+    """Move ``val_fraction`` of each train class to val, chosen by a hash of the file name."""
+    out = [item for item in assigned if item[0] != 0]
+    train = [item for item in assigned if item[0] == 0]
+    for label in sorted({item[1] for item in train}):
+        members = [item for item in train if item[1] == label]
+        by_hash = sorted(members, key=lambda item: _hash_order(item[2].relative_to(root).as_posix()))
+        n_val = n_val_for(len(members), val_fraction)
+        to_val = {id(item) for item in by_hash[:n_val]}
+        out.extend((1 if id(item) in to_val else 0, label, item[2]) for item in members)
+    out.sort(key=lambda item: (item[0], item[1], item[2]))
+    return out
+
+
+def cache_folder_for(root: Path, cache_dir: Path, settings: dict) -> Path:
+    key = hashlib.sha1(json.dumps({"root": str(root), **settings}, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir / "folders" / f"{root.name or 'root'}-{key}"
+
+
+def _files_record(files: list[ImageFile]) -> list:
+    return [[f.relpath, f.size, f.mtime_ns] for f in files]
+
+
+def load_folder(root: Path, cache_dir: Path, *, image_size: Optional[int] = None, val_fraction: float = 0.2,
+                resize: str = "shorter_crop", progress: bool = True, workers: Optional[int] = None) -> DataSplits:
+    """A prepared image folder: reused from the cache when files and settings are unchanged."""
+    root = Path(root).resolve()
+    size = image_size or FOLDER_DEFAULT_SIZE
+    class_names, files = scan_folder(root, val_fraction)
+    has_val_folder = "val" in find_split_folders(root)
+    settings = {"image_size": size, "resize": resize,
+                "val_fraction": None if has_val_folder else val_fraction}
+    folder = cache_folder_for(root, Path(cache_dir), settings)
+    manifest = read_manifest(folder)
+    if manifest and manifest.get("settings") == settings and manifest.get("files") == _files_record(files):
+        splits = open_splits(folder, manifest, source=str(root))
+    else:
+        splits = prepare_folder(root, folder, class_names, files, settings, progress, workers)
+    if splits.skipped:
+        warn_skipped(root, splits.skipped)
+    return splits
+
+
+def prepare_folder(root: Path, folder: Path, class_names: list[str], files: list[ImageFile], settings: dict,
+                   progress: bool, workers: Optional[int]) -> DataSplits:
+    """Decode every file into a new cache in ``folder`` and return it opened."""
+    size, resize = settings["image_size"], settings["resize"]
+    keep = np.ones(len(files), dtype=bool)
+    with CacheWriter(folder, len(files), size) as writer:
+        def decode_into(index: int) -> None:
+            try:
+                writer.images[index] = decode_image(root / files[index].relpath, size, resize)
+            except Exception:  # Pillow raises many kinds (OSError, SyntaxError, ValueError...) for bad files
+                keep[index] = False
+
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            jobs = pool.map(decode_into, range(len(files)))
+            for _ in tqdm(jobs, total=len(files), desc=f"preparing {root.name}", unit="img",
+                          disable=not progress, leave=False):
+                pass
+        labels = np.array([f.label for f in files], dtype=np.int64)
+        split_codes = np.array([f.split for f in files], dtype=np.int64)
+        _check_no_class_lost(root, files, class_names, keep)
+        bounds = split_bounds(split_codes[keep])
+        mean, std = channel_stats(writer.images, rows=np.flatnonzero(keep & (split_codes == 0)))
+        manifest = {"source": str(root), "settings": settings, "image_size": size, "class_names": class_names,
+                    "splits": bounds, "mean": mean, "std": std,
+                    "skipped": [f.relpath for f, ok in zip(files, keep) if not ok],
+                    "files": _files_record(files)}
+        writer.finish(labels, keep, manifest)
+    return open_splits(folder, read_manifest(folder), source=str(root))
+
+
+def _check_no_class_lost(root: Path, files: list[ImageFile], class_names, keep: np.ndarray) -> None:
+    """A class whose every image in a split failed to decode is as bad as an empty class folder."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, f in enumerate(files):
+        groups.setdefault((f.split, f.label), []).append(index)
+    for (split, label), members in groups.items():
+        if not keep[members].any():
+            folder = root / Path(files[members[0]].relpath).parent
+            raise DataError(f"none of the {len(members)} images in {folder} (class {class_names[label]!r}) "
+                            f"could be read; replace or remove them")
+
+
+def warn_skipped(root: Path, skipped: list[str]) -> None:
+    listed = ", ".join(skipped[:MAX_LISTED])
+    more = f" and {len(skipped) - MAX_LISTED} more (all listed in the cache manifest)" if len(skipped) > MAX_LISTED else ""
+    warnings.warn(f"skipped {len(skipped)} unreadable image file{'s' if len(skipped) > 1 else ''} in {root}: "
+                  f"{listed}{more}", SkippedImagesWarning, stacklevel=3)
