@@ -33,10 +33,11 @@ class Prediction:
 
 
 def read_image(path: Union[str, os.PathLike], size: int, resize: str = "shorter_crop") -> np.ndarray:
-    """One image file -> uint8 ``[3, size, size]``, prepared the way the data package prepares folders."""
-    from cnnzoo.data import load_image
+    """One image file -> uint8 ``[3, size, size]``, decoded by the very function that fills the data
+    cache for image folders, so a photo is prepared exactly as the training images were."""
+    from cnnzoo.data.decode import decode_image
 
-    return load_image(path, size, resize)
+    return decode_image(path, size, resize)
 
 
 def predict(checkpoint: Union[str, os.PathLike, dict], images: Sequence[Union[str, os.PathLike]], *,

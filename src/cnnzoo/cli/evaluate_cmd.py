@@ -1,0 +1,57 @@
+"""Evaluate a checkpoint: accuracy, top-5 (with more than 5 classes), per-class precision and
+recall, and a confusion matrix (PNG + metrics.json).
+
+examples:
+  cnnzoo evaluate runs/resnet18-digits/best.pt               # its own validation split
+  cnnzoo evaluate best.pt --data holdout/ --out report/      # every image of another folder
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnzoo.cli import EXIT_OK
+
+HELP = "evaluate a checkpoint (accuracy, per-class precision/recall, confusion matrix)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cnnzoo.training.evaluate import SPLITS
+
+    parser.add_argument("checkpoint", help="a .pt file written by `cnnzoo train` (best.pt or last.pt)")
+    parser.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
+    parser.add_argument("--split", choices=SPLITS,
+                        help="which part of the data (default: val for the training data, all for --data)")
+    parser.add_argument("--out", help="folder for confusion_matrix.png and metrics.json "
+                                      "(default: beside the checkpoint)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnzoo.training import evaluate
+
+    result = evaluate(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
+                      out_dir=args.out, device=args.device)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return EXIT_OK
+    print(format_report(result))
+    return EXIT_OK
+
+
+def format_report(result) -> str:
+    """Accuracy lines, then one row per class (precision and recall as fractions)."""
+    lines = [f"{result.data} ({result.split}, {result.num_images} images)",
+             f"accuracy       {result.accuracy:.4f}"]
+    if result.top5_accuracy is not None:
+        lines.append(f"top-5 accuracy {result.top5_accuracy:.4f}")
+    width = max(5, *(len(r["class"]) for r in result.per_class))
+    lines.append("")
+    lines.append(f"{'class':<{width}}  precision  recall  support")
+    for r in result.per_class:
+        lines.append(f"{r['class']:<{width}}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['support']:>7}")
+    for name, path in result.files.items():
+        lines.append(f"wrote {path}")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Classify images with a checkpoint: the top-k classes and their probabilities for each image.
+
+examples:
+  cnnzoo predict runs/resnet18-flowers/best.pt rose.jpg tulip.jpg
+  cnnzoo predict best.pt photos/*.jpg --top-k 3 --json
+
+An image that cannot be read is reported and the others are still classified; the exit status
+is then 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cnnzoo.cli import EXIT_FAILED, EXIT_OK
+
+HELP = "classify image files with a checkpoint (top-k table or JSON)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a .pt file written by `cnnzoo train`")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    parser.add_argument("--top-k", type=int, default=5, help="classes to show per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnzoo.errors import UserError
+    from cnnzoo.training import predict
+
+    if args.top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {args.top_k}")
+    predictions = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+    else:
+        print(format_table(predictions))
+    failed = [p for p in predictions if p.error is not None]
+    for p in failed if args.json else ():  # the table already shows them
+        print(f"cnnzoo predict: {p.path}: {p.error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def format_table(predictions) -> str:
+    """One block per image: rank, class, probability."""
+    lines = []
+    for p in predictions:
+        lines.append(p.path)
+        if p.error is not None:
+            lines.append(f"  error: {p.error}")
+            continue
+        width = max(len(c) for c, _ in p.top)
+        for rank, (cls, prob) in enumerate(p.top, 1):
+            lines.append(f"  {rank}. {cls:<{width}}  {prob:.4f}")
+    return "\n".join(lines)
