@@ -63,7 +63,9 @@ def _curves(records: list[dict], x: str, xlabel: str) -> bytes:
 
 
 def _elapsed(history: list[dict]) -> list[float]:
-    """Cumulative wall-clock seconds at the end of each epoch."""
+    """Wall-clock seconds since the start of training at the end of each epoch (evaluation included)."""
+    if history and all("elapsed" in h for h in history):
+        return [float(h["elapsed"]) for h in history]
     total, out = 0.0, []
     for h in history:
         total += float(h.get("epoch_time") or 0.0)

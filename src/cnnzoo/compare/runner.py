@@ -8,6 +8,7 @@ report, and re-raises so the command exits with 130.
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -186,9 +187,15 @@ def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path, c
 
     run_dir = out_dir / entry.slug
     resume = resume and (run_dir / "last.pt").exists()
+    if not resume and run_dir.exists():
+        # A run of this model with other settings, or one that failed: it is superseded, and the
+        # trainer (rightly) refuses to write over a folder that holds a run.
+        shutil.rmtree(run_dir)
     config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
                          resume=resume, image_size=splits.image_size, cache_dir=cache_dir, **shared)
     result = train(config, data=splits, progress=progress)
+    if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
+        raise KeyboardInterrupt
     record = _record_from_result(entry, result)
     record.update(_measure(result.model, splits, result.config, latency))
     del result
