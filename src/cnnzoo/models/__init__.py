@@ -1,2 +1,2 @@
 """Every architecture family; importing this package registers all of them."""
-from . import resnet, mobilenet_v2  # noqa: F401  (registration happens on import)
+from . import densenet, googlenet, mobilenet_v1, mobilenet_v2, resnet, vgg  # noqa: F401  (registration on import)

@@ -1,0 +1,103 @@
+"""VGG (Simonyan & Zisserman 2014, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", arXiv:1409.1556): stacks of 3x3 convolutions and 2x2 max-pools, then a 3-layer MLP.
+
+The configurations are the paper's table 1 columns A, B, D, E, written as torchvision writes them:
+a number is a 3x3 conv with that many channels, "M" a max-pool.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import partial
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+
+from cnnzoo.layers import ConvNormAct, MlpHead, init_weights_he, make_divisible
+from cnnzoo.registry import register_model
+
+from ._base import Classifier
+from ._convert import rename_keys
+
+CFGS: dict[str, list[Union[int, str]]] = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-11
+    "B": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # VGG-13
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # VGG-16
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+          512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],  # VGG-19
+}
+HIDDEN = 4096  # width of the two hidden fully connected layers
+POOL_SIZE = 7  # the head pools any input to 7x7 (as torchvision), so small images work too
+
+
+def layer_names(cfg: Sequence[Union[int, str]]) -> list[str]:
+    """Keras-style names for the entries of ``cfg``: 'block1_conv1', 'block1_conv2', 'block1_pool', ..."""
+    names, block, conv = [], 1, 1
+    for v in cfg:
+        if v == "M":
+            names.append(f"block{block}_pool")
+            block, conv = block + 1, 1
+        else:
+            names.append(f"block{block}_conv{conv}")
+            conv += 1
+    return names
+
+
+class VGG(Classifier):
+    """VGG from a configuration list. ``num_features`` is the MLP's hidden width (4096): the MLP is
+    the head, and ``forward_head(x, pre_logits=True)`` returns its last hidden vector (as timm)."""
+
+    def __init__(self, cfg: Sequence[Union[int, str]] = tuple(CFGS["D"]), num_classes: int = 1000,
+                 in_chans: int = 3, norm="none", act="relu", drop_rate: float = 0.5, conv_bias: bool = True,
+                 width_mult: float = 1.0):
+        super().__init__()
+        layers, channels = [], in_chans
+        for name, v in zip(layer_names(cfg), cfg):
+            if v == "M":
+                layers.append((name, nn.MaxPool2d(2, stride=2)))
+            else:
+                width = make_divisible(v * width_mult)
+                layers.append((name, ConvNormAct(channels, width, 3, norm=norm, act=act, bias=conv_bias)))
+                channels = width
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.num_features = make_divisible(HIDDEN * width_mult)
+        self.num_classes = num_classes
+        self.head = MlpHead(channels, self.num_features, num_classes, POOL_SIZE, drop_rate, act)
+        init_weights_he(self)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+def convert_torchvision_vgg(state_dict: dict, cfg: Sequence[Union[int, str]]) -> tuple[dict, dict]:
+    """torchvision ``vgg*`` / ``vgg*_bn`` state dict -> ours. torchvision numbers every layer of its
+    ``features`` list (conv, [bn], relu, pool), so walk ``cfg`` the way it built that list."""
+    with_bn = "features.1.running_mean" in state_dict
+    rules, index = [], 0
+    for name, v in zip(layer_names(cfg), cfg):
+        if v == "M":
+            index += 1
+            continue
+        rules.append((rf"features\.{index}\.(weight|bias)", rf"features.{name}.conv.\1"))
+        if with_bn:
+            rules.append((rf"features\.{index + 1}\.(.+)", rf"features.{name}.norm.\1"))
+        index += 3 if with_bn else 2
+    rules += [
+        (r"classifier\.0\.(.+)", r"head.mlp.fc1.\1"),
+        (r"classifier\.3\.(.+)", r"head.mlp.fc2.\1"),
+        (r"classifier\.6\.(.+)", r"head.fc.\1"),
+    ]
+    return rename_keys(state_dict, rules), {}
+
+
+_PAPER = ("Simonyan & Zisserman 2014, Very Deep Convolutional Networks for Large-Scale Image "
+          "Recognition, arXiv:1409.1556")
+for _name, _cfg in [("vgg11", "A"), ("vgg13", "B"), ("vgg16", "D"), ("vgg19", "E")]:
+    _layers = tuple(CFGS[_cfg])
+    _convert = partial(convert_torchvision_vgg, cfg=_layers)
+    register_model(_name, partial(VGG, cfg=_layers), family="vgg", paper=_PAPER,
+                   convert_reference_weights=_convert)
+    # torchvision's vgg*_bn keep the conv biases (redundant before BN); its parameter counts include them
+    register_model(f"{_name}_bn", partial(VGG, cfg=_layers, norm="batch"), family="vgg",
+                   paper=_PAPER + " (with batch norm, Ioffe & Szegedy 2015)",
+                   convert_reference_weights=_convert)
