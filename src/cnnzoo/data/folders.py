@@ -171,11 +171,14 @@ def prepare_folder(root: Path, folder: Path, class_names: list[str], files: list
             except Exception:  # Pillow raises many kinds (OSError, SyntaxError, ValueError...) for bad files
                 keep[index] = False
 
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+        try:
             jobs = pool.map(decode_into, range(len(files)))
             for _ in tqdm(jobs, total=len(files), desc=f"preparing {root.name}", unit="img",
                           disable=not progress, leave=False):
                 pass
+        finally:  # on Ctrl-C, drop the queued files instead of decoding them all before stopping
+            pool.shutdown(wait=True, cancel_futures=True)
         labels = np.array([f.label for f in files], dtype=np.int64)
         split_codes = np.array([f.split for f in files], dtype=np.int64)
         _check_no_class_lost(root, files, class_names, keep)
