@@ -1,0 +1,42 @@
+"""Time models: latency per batch and per image (median and inter-quartile spread over repeats,
+after warm-up), throughput, achieved GFLOP/s as a fraction of this machine's measured
+matrix-multiply peak, and peak memory. CPU always; CUDA too when present (or pick --device).
+
+examples:
+  cnnzoo profile resnet18 mobilenet_v2 --batch-size 1,32
+  cnnzoo profile mobilenet_v2 --input-size 3,160,160 --threads 1 --channels-last --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnzoo.cli.common import add_model_arguments, input_size, int_list, model_overrides
+
+HELP = "latency, throughput, achieved GFLOP/s and memory of one or more models"
+TAKES_MODEL_OVERRIDES = True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="registered model names")
+    parser.add_argument("--batch-size", type=int_list, default=[1], help="comma-separated, e.g. 1,32 (default 1)")
+    parser.add_argument("--input-size", type=input_size, default=None,
+                        help="C,H,W or one size (default: each model's design size)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    parser.add_argument("--repeat", type=int, default=10, help="timed passes per measurement (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed passes first (default 2)")
+    parser.add_argument("--device", action="append", default=None,
+                        help="cpu or cuda; repeatable (default: cpu, plus cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnzoo.profiling.profile import format_profile_table, profile_models
+
+    report = profile_models(args.models, batch_sizes=args.batch_size, input_size=args.input_size,
+                            devices=args.device, threads=args.threads, channels_last=args.channels_last,
+                            repeats=args.repeat, warmup=args.warmup, **model_overrides(args))
+    print(json.dumps(report, indent=2) if args.json else format_profile_table(report))
+    return 0
