@@ -136,8 +136,8 @@ def _shape_of(output) -> Any:
 
 
 def _aliases(out: torch.Tensor, inputs: list[torch.Tensor]) -> bool:
-    base = out._base if out._base is not None else out
-    return any(out is t or base is t or (t._base is not None and base is t._base) for t in inputs)
+    # Shares memory with an input (an in-place result or a view)? Works on the meta device too.
+    return any(torch._C._is_alias_of(out, t) for t in inputs)
 
 
 class Tracer(TorchDispatchMode):
@@ -310,7 +310,7 @@ class _LiveBytes(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for t in _tensors(out):
             storage = t.untyped_storage()
-            key = id(storage) if t.device.type == "meta" else storage.data_ptr()
+            key = id(storage)  # storages keep one Python object while alive, views included
             if key in self._live:  # a view or an in-place result: no new memory
                 continue
             self._live.add(key)
