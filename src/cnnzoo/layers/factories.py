@@ -22,7 +22,9 @@ def _layer_norm_2d(num_channels: int, eps: float = 1e-5) -> nn.Module:
 
 def _instance_norm_2d(num_channels: int, eps: float = 1e-5) -> nn.Module:
     # Each channel of each sample normalised over (H, W). GroupNorm with one group per channel computes
-    # exactly that and, unlike nn.InstanceNorm2d, accepts a 1x1 feature map in training mode.
+    # exactly that and, unlike nn.InstanceNorm2d, has the per-channel affine parameters by default.
+    # Neither can normalise a 1x1 map of a single sample (one value has no spread): keep inputs large
+    # enough that the last feature map is at least 2x2 when training with instance norm at batch size 1.
     return nn.GroupNorm(num_channels, num_channels, eps=eps)
 
 
