@@ -114,3 +114,27 @@ def test_bad_loader_arguments():
         BatchLoader(labelled_set(), 4, augment="heavy")
     with pytest.raises(DataError, match="batch size"):
         BatchLoader(labelled_set(), 0)
+
+
+def test_pad_crop_fast_cpu_path_equals_the_generic_gather():
+    from cnnzoo.data.augment import _crop_gather, _crop_windows
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (6, 3, 16, 12), dtype=np.uint8)
+    dy, dx = rng.integers(0, 9, 6), rng.integers(0, 9, 6)
+    fast = _crop_windows(x, 4, dy, dx)
+    generic = _crop_gather(torch.from_numpy(x), 4, torch.from_numpy(dy), torch.from_numpy(dx)).numpy()
+    assert np.array_equal(fast, generic)
+    padded = np.pad(x, ((0, 0), (0, 0), (4, 4), (4, 4)), mode="reflect")
+    assert np.array_equal(fast[2], padded[2, :, dy[2]:dy[2] + 16, dx[2]:dx[2] + 12])
+
+
+def test_box_grid_matches_affine_grid():
+    from cnnzoo.data.augment import _box_grid
+
+    w, h = torch.tensor([0.5, 1.0], dtype=torch.float64), torch.tensor([0.7, 0.4], dtype=torch.float64)
+    cx, cy = torch.tensor([0.2, 0.0], dtype=torch.float64), torch.tensor([-0.1, 0.5], dtype=torch.float64)
+    theta = torch.zeros(2, 2, 3, dtype=torch.float64)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    expected = torch.nn.functional.affine_grid(theta, [2, 3, 5, 7], align_corners=False).float()
+    torch.testing.assert_close(_box_grid(w, h, cx, cy, 5, 7), expected)
