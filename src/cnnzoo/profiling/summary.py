@@ -157,9 +157,12 @@ def _count_params(model: nn.Module, keras: bool) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- rows at a depth
 
 def _shown(record: Record, depth: Optional[int]) -> bool:
+    # A record with nothing traced inside it (a leaf layer, a merge op, or a module that computes
+    # everything itself) is shown at any depth below the cut; deeper ones fold into their ancestor.
+    innermost = record.is_leaf or not record.children
     if depth is None:
-        return record.is_leaf
-    return record.depth == depth or (record.depth < depth and (record.is_leaf or not record.children))
+        return innermost
+    return record.depth == depth or (record.depth < depth and innermost)
 
 
 def _rows(input_record: Record, root: Record, depth: Optional[int], keras: bool, x) -> list[SummaryRow]:
