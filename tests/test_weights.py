@@ -74,6 +74,13 @@ def test_googlenet_file_selects_torchvision_layout(tmp_path):
     assert torch.equal(ours.aux2.fc.weight, theirs.aux2.fc2.weight)
     with pytest.raises(ModelError, match="large_branch_kernel=3"):
         cnnzoo.create_model("googlenet", weights=str(path), large_branch_kernel=5)
+    # fine-tuning with aux heads for another number of classes: every aux classifier starts afresh
+    with pytest.warns(UserWarning) as record:
+        tuned = cnnzoo.create_model("googlenet", weights=str(path), aux_logits=True, num_classes=5)
+    messages = " | ".join(str(r.message) for r in record)
+    assert "re-initialised with 5 classes" in messages and "aux1.fc, aux2.fc" in messages
+    assert tuned.aux1.fc.out_features == 5
+    assert torch.equal(tuned.aux1.fc1.weight, theirs.aux1.fc1.weight)
 
 
 @pytest.fixture

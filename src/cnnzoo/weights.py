@@ -126,7 +126,10 @@ def _load_state(model: nn.Module, state: dict, path: str, name: str, args: dict,
     """
     optional = tuple(getattr(model, "optional_state_prefixes", ()))
     own = model.state_dict()
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(optional)}
+    # optional sub-modules the model lacks, or whose shapes differ (an aux classifier for another
+    # number of classes), are left to their fresh initialisation
+    state = {k: v for k, v in state.items()
+             if not k.startswith(optional) or (k in own and own[k].shape == v.shape)} if optional else state
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -144,5 +147,6 @@ def _load_state(model: nn.Module, state: dict, path: str, name: str, args: dict,
                          f"unexpected {result.unexpected_keys[:4]}"
                          f"{'...' if len(result.unexpected_keys) > 4 else ''}")
     if fresh_optional:
-        warnings.warn(f"{path!r} has no weights for {sorted({k.split('.')[0] for k in fresh_optional})}; "
+        modules = sorted({k.rsplit(".", 1)[0] for k in fresh_optional})
+        warnings.warn(f"{path!r} has no fitting weights for {', '.join(modules)}; "
                       "they keep their fresh initialisation", stacklevel=4)

@@ -1,2 +1,11 @@
-"""Every architecture family; importing this package registers all of them."""
-from . import densenet, googlenet, mobilenet_v1, mobilenet_v2, resnet, vgg  # noqa: F401  (registration on import)
+"""Every architecture family; importing this package registers all of them (each file registers its
+variants at its bottom). The classes are exported for users who want to build a custom configuration,
+e.g. ``ResNet(block=BasicBlock, layers=(1, 1, 1, 1))``."""
+from .densenet import DenseNet
+from .googlenet import GoogLeNet
+from .mobilenet_v1 import MobileNetV1
+from .mobilenet_v2 import MobileNetV2
+from .resnet import ResNet
+from .vgg import VGG
+
+__all__ = ["DenseNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "ResNet", "VGG"]
