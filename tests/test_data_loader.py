@@ -138,3 +138,15 @@ def test_box_grid_matches_affine_grid():
     theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
     expected = torch.nn.functional.affine_grid(theta, [2, 3, 5, 7], align_corners=False).float()
     torch.testing.assert_close(_box_grid(w, h, cx, cy, 5, 7), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("augment", list(AUGMENT_PRESETS))
+def test_cuda_batches_equal_cpu_batches(augment):
+    rng = np.random.default_rng(4)
+    data = ImageSet(rng.integers(0, 256, (50, 3, 24, 24), dtype=np.uint8), np.arange(50) % 5)
+    kw = dict(augment=augment, seed=1, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25), channels_last=True)
+    for (xc, yc), (xg, yg) in zip(BatchLoader(data, 16, **kw), BatchLoader(data, 16, device="cuda", **kw)):
+        assert xg.is_cuda and xg.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(yc, yg.cpu())
+        torch.testing.assert_close(xg.cpu(), xc, atol=1e-4, rtol=0)
