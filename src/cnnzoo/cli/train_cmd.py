@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", dest="out_dir", help="output folder (default runs/<model>-<data>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     r.add_argument("--device", choices=DEVICES, default="auto")
+    r.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels, so --resume is exact on CUDA too (CPU always is)")
     r.add_argument("--threads", type=int, help="CPU threads for PyTorch")
     r.add_argument("--cache-dir", help="where prepared image folders are cached")
     r.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -58,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 CONFIG_FLAGS = ("data", "epochs", "batch_size", "lr", "optimizer", "schedule", "warmup_epochs",
                 "weight_decay", "label_smoothing", "image_size", "augment", "channels_last", "amp", "seed",
-                "val_fraction", "patience", "time_budget_s", "out_dir", "resume", "device", "threads",
+                "val_fraction", "patience", "time_budget_s", "out_dir", "resume", "device", "deterministic", "threads",
                 "cache_dir")
 
 

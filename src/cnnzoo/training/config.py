@@ -59,6 +59,8 @@ class TrainConfig:
     time_budget_s: Optional[float] = None       # stop at the first epoch boundary past this wall time
     val_fraction: float = 0.2                   # share of the data held out for validation
     device: str = "auto"                        # auto | cpu | cuda
+    deterministic: bool = False                 # deterministic CUDA kernels: exact resume on GPU too
+                                                # (CPU runs are deterministic already); slower on GPU
     threads: Optional[int] = None               # CPU threads for torch (default: torch's choice)
     cache_dir: Optional[str] = None             # where prepared image folders are cached
 
@@ -148,7 +150,7 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
     if c.lr is not None:
         lr = c.lr
     elif optimizer == "sgd":
-        lr = 0.1 * batch_size / 256 * 2  # twice Goyal's rule: short runs on small sets like it hotter
+        lr = 0.1 * batch_size / 256  # Goyal et al.'s linear rule (0.05 or 0.1 per 64 learned worse on digits)
     else:
         lr = 1e-3 if normalised else 5e-4  # Adam(W): Kingma & Ba's default; lower with no norm layers
     if c.weight_decay is not None:
@@ -168,8 +170,22 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
         weight_decay=weight_decay,
         label_smoothing=0.1 if c.label_smoothing is None else c.label_smoothing,
         image_size=image_size,
-        augment=c.augment or ("light" if image_size <= 64 else "standard"),
+        augment=c.augment or default_augment(c.data, image_size),
     )
+
+
+# Sources whose classes change under a mirror image ("light" and "standard" both flip left-right):
+# a flipped 2 or 7 is not a digit. On digits, no augmentation reached 98.9 % validation accuracy
+# with ResNet-18 where flips+shifts peaked at 97.2 % (same 14 epochs, see the training note).
+MIRROR_SENSITIVE_SOURCES = ("digits",)
+
+
+def default_augment(data: str, image_size: int) -> str:
+    """``none`` for mirror-sensitive sources, ``light`` (shift + flip) for small images, else
+    ``standard`` (random-resized crop + flip)."""
+    if str(data) in MIRROR_SENSITIVE_SOURCES:
+        return "none"
+    return "light" if image_size <= 64 else "standard"
 
 
 def describe(c: TrainConfig) -> str:

@@ -1,0 +1,253 @@
+"""The training loop: it learns, writes every artefact, resumes exactly, survives NaNs, kills and Ctrl-C.
+
+Runs are tiny (ResNet-18 at a quarter width, 16 px synthetic images, a few epochs) so the file stays
+within seconds; the data is generated, never read from disk outside tmp_path.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cnnzoo.cli import main
+from cnnzoo.errors import UserError
+from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint, train
+from cnnzoo.training import trainer as trainer_module
+from cnnzoo.training.config import resolve_config
+from cnnzoo.training.history import COLUMNS, read_history_csv
+from cnnzoo.training.optim import LRSchedule
+
+DATA = "synthetic:classes=4,n=256,size=16"
+TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, progress=False, device="cpu")
+CLI_TINY = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--quiet", "--device", "cpu"]
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_short_run_learns_and_writes_every_artefact(tmp_path):
+    result = train(epochs=4, out_dir=str(tmp_path), **TINY)
+
+    assert result.stopped_reason == "completed"
+    assert len(result.history) == 4
+    assert result.best_val_acc >= 0.75, result.history  # 4 balanced classes: chance is 0.25
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.images_per_s > 0
+    for name in ("best.pt", "last.pt", "history.csv", "history.json", "curves.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob("*.tmp*"))
+
+    rows = read_history_csv(tmp_path / "history.csv")
+    assert list(rows[0]) == list(COLUMNS) and len(rows) == 4
+    assert all(0.0 <= float(r[k]) <= 1.0 for r in rows for k in ("train_acc", "val_acc"))
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["config"]["optimizer"] == "sgd" and saved["config"]["epochs"] == 4  # resolved defaults
+    assert saved["stopped_reason"] == "completed" and len(saved["epochs"]) == 4
+
+    last = load_checkpoint(tmp_path / "last.pt")  # weights_only=True inside
+    for key in ("model_name", "model_args", "model_state", "class_names", "preprocessing", "config",
+                "history", "epoch", "optimizer_state", "scheduler_state", "rng_state"):
+        assert key in last, key
+    assert last["model_args"] == {"width_mult": 0.25, "num_classes": 4, "in_chans": 3}
+    assert last["preprocessing"]["image_size"] == 16 and len(last["preprocessing"]["mean"]) == 3
+    assert last["epoch"] == 4 and len(last["history"]) == 4
+
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == result.best_epoch
+    assert _states_equal(best["model_state"], result.model.state_dict())  # result.model = best weights
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_weights(tmp_path):
+    epochs = 3
+    straight = train(epochs=epochs, out_dir=str(tmp_path / "straight"), **TINY)
+
+    def interrupt_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt  # what Ctrl-C does, at the worst moment: right after a checkpoint
+
+    cut = train(epochs=epochs, out_dir=str(tmp_path / "cut"), on_epoch_end=interrupt_after_first_epoch, **TINY)
+    assert cut.stopped_reason == "interrupted" and len(cut.history) == 1
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+
+    resumed = train(epochs=epochs, out_dir=str(tmp_path / "cut"), resume=True, **TINY)
+    assert resumed.stopped_reason == "completed" and len(resumed.history) == epochs
+    final_straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    final_resumed = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert _states_equal(final_straight["model_state"], final_resumed["model_state"])
+    assert [r["val_acc"] for r in straight.history] == [r["val_acc"] for r in resumed.history]
+
+
+def test_resume_through_the_cli_after_a_kill_mid_epoch(tmp_path, monkeypatch):
+    """A kill during epoch 2 loses that epoch only; --resume redoes it and ends where a straight run ends."""
+    args = CLI_TINY + ["--epochs", "2"]
+    assert main(["train", *args, "--out", str(tmp_path / "straight")]) == 0
+
+    real_epoch = trainer_module._train_one_epoch
+    calls = []
+
+    def killed_in_second_epoch(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*a, **k)
+
+    monkeypatch.setattr(trainer_module, "_train_one_epoch", killed_in_second_epoch)
+    assert main(["train", *args, "--out", str(tmp_path / "cut")]) == 130
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(trainer_module, "_train_one_epoch", real_epoch)
+    assert main(["train", *args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
+    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
+    assert _states_equal(a, b)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real_loss = trainer_module._compute_loss
+    steps = []
+
+    def loss_turns_nan_in_epoch_two(model, x, y, smoothing):
+        loss, logits = real_loss(model, x, y, smoothing)
+        steps.append(1)
+        return (loss * float("nan") if len(steps) > 3 else loss), logits  # 3 steps = epoch 1
+
+    monkeypatch.setattr(trainer_module, "_compute_loss", loss_turns_nan_in_epoch_two)
+    with pytest.raises(TrainingDiverged, match="lower learning rate"):
+        train(epochs=3, out_dir=str(tmp_path / "api"), **TINY)
+    last = load_checkpoint(tmp_path / "api" / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model_state"].values() if v.is_floating_point())
+    assert len(json.loads((tmp_path / "api" / "history.json").read_text())["epochs"]) == 1
+
+    steps.clear()
+    assert main(["train", *CLI_TINY, "--epochs", "3", "--out", str(tmp_path / "cli")]) == 1
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_a_huge_learning_rate_is_caught_as_divergence(tmp_path):
+    with pytest.raises(TrainingDiverged):
+        train(epochs=2, lr=1e30, optimizer="adam", out_dir=str(tmp_path), **TINY)
+    assert not (tmp_path / "last.pt").exists() or load_checkpoint(tmp_path / "last.pt")["epoch"] >= 1
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"format": "cnnzoo-checkpoint", "version": 1, "epoch": 1}, path)
+
+    def dies_half_way(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # a kill at the worst moment
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"format": "cnnzoo-checkpoint", "version": 1, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_early_stopping_and_time_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "evaluate_loader", lambda *a, **k: {"val_loss": 1.0, "val_acc": 0.5})
+    result = train(epochs=10, patience=2, out_dir=str(tmp_path / "patience"), **TINY)
+    assert result.stopped_reason == "early_stopping" and len(result.history) == 3
+    monkeypatch.undo()
+
+    result = train(epochs=10, time_budget_s=1e-6, out_dir=str(tmp_path / "budget"), **TINY)
+    assert result.stopped_reason == "time_budget" and len(result.history) == 1
+
+
+def test_bad_options_and_missing_files_give_clear_errors_and_exit_2(tmp_path, capsys):
+    cases = [
+        (["train", "resnet9000"], "unknown model"),
+        (["train", "resnet18", "--epochs", "0"], "epochs"),
+        (["train", "resnet18", "--lr", "-1"], "lr"),
+        (["train", "resnet18", "--data", str(tmp_path / "nowhere")], "does not exist"),
+        (["train", "resnet18", "--out", str(tmp_path / "empty"), "--resume"], "cannot resume"),
+        (["train", "resnet18", "--data", DATA, "--num-classes", "7"], "num_classes"),
+        (["train", "resnet18", "--data", DATA, "--no-such-option", "1"], "no_such_option"),
+    ]
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        assert expected in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit) as exit_info:  # argparse rejects a choice outside the list
+        main(["train", "resnet18", "--optimizer", "rmsprop"])
+    assert exit_info.value.code == 2
+
+    train(epochs=1, out_dir=str(tmp_path / "done"), **TINY)
+    with pytest.raises(UserError, match="--resume"):  # never silently overwrite a run
+        train(epochs=1, out_dir=str(tmp_path / "done"), **TINY)
+
+
+def test_defaults_make_a_model_without_normalisation_use_adamw_and_warm_up():
+    class NoNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    class WithNorm(NoNorm):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm2d(4)
+
+    base = TrainConfig(model="any", data="synthetic")
+    plain = resolve_config(base, num_train=1437, image_size=32, model=NoNorm())
+    normed = resolve_config(base, num_train=1437, image_size=32, model=WithNorm())
+    assert plain.optimizer == "adamw" and plain.lr < normed.lr and plain.warmup_epochs > normed.warmup_epochs
+    assert normed.optimizer == "sgd" and normed.batch_size == 64 and normed.augment == "light"
+    assert resolve_config(TrainConfig(model="any", data="digits"), num_train=1437, image_size=32,
+                          model=WithNorm()).augment == "none"  # mirrored digits are not digits
+    assert 10 <= normed.epochs <= 20  # digits-sized data: ~15 passes
+    assert resolve_config(TrainConfig(model="any", lr=0.3), num_train=50, image_size=32,
+                          model=WithNorm()).batch_size == 50 and plain.epochs == normed.epochs
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    schedule = LRSchedule("cosine", peak_lr=1.0, total_steps=100, warmup_steps=10)
+    lrs = [schedule.lr_at(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.001
+    assert LRSchedule("step", 1.0, 100).lr_at(80) == pytest.approx(0.01)
+    one_cycle = [LRSchedule("onecycle", 1.0, 100).lr_at(s) for s in range(100)]
+    assert max(one_cycle) == pytest.approx(1.0, rel=0.05) and one_cycle[0] < 0.05 and one_cycle[-1] < 0.01
+
+
+class _TinyAuxNet(nn.Module):
+    """A GoogLeNet-shaped stand-in: forward returns logits, forward_train adds auxiliary logits."""
+
+    def __init__(self, num_classes: int = 1000, in_chans: int = 3, aux_logits: bool = True):
+        super().__init__()
+        self.aux_logits = aux_logits
+        self.features = nn.Sequential(nn.Conv2d(in_chans, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc, self.aux = nn.Linear(8, num_classes), nn.Linear(8, num_classes)
+        self.forward_train_calls = 0
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+    def forward_train(self, x):
+        self.forward_train_calls += 1
+        f = self.features(x)
+        return self.fc(f), [self.aux(f)]
+
+
+def test_auxiliary_heads_add_to_the_loss(monkeypatch, tmp_path):
+    from cnnzoo import registry
+
+    info = registry.ModelInfo("tiny_aux", _TinyAuxNet, "test", "none")
+    monkeypatch.setitem(registry._REGISTRY, "tiny_aux", info)
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    model = _TinyAuxNet(num_classes=2)
+    loss, logits = trainer_module._compute_loss(model, x, y, 0.0)
+    main_loss = torch.nn.functional.cross_entropy(model(x), y)
+    aux_loss = torch.nn.functional.cross_entropy(model.forward_train(x)[1][0], y)
+    assert math.isclose(loss.item(), (main_loss + 0.3 * aux_loss).item(), rel_tol=1e-5)
+
+    monkeypatch.chdir(tmp_path)  # the default output folder is relative: runs/<model>-<data>
+    result = train(model="tiny_aux", data=DATA, epochs=1, progress=False, device="cpu")
+    assert result.model.forward_train_calls > 0
+    assert (tmp_path / "runs" / "tiny_aux-synthetic_classes_4_n_256_size_16" / "last.pt").is_file()
