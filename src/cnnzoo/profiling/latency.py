@@ -140,15 +140,31 @@ def _peak_memory(model: nn.Module, x: torch.Tensor, dev: torch.device) -> int:
     return resident + x.numel() * x.element_size() + peak_live_tensor_bytes(model, x)
 
 
+@contextmanager
+def _matmul_precision_like_convs(dev: torch.device):
+    # On CUDA, cuDNN convolutions use TF32 by default (torch.backends.cudnn.allow_tf32) while
+    # matmuls do not; measure the yardstick at the precision the convolutions run at, or a
+    # model's "fraction of peak" could exceed 100%.
+    if dev.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
 def measure_matmul_peak(device="cpu", size: int = 2048, repeats: int = 5,
                         threads: Optional[int] = None) -> float:
     """This machine's achievable fp32 GFLOP/s: the median over ``repeats`` of a ``size`` x ``size``
     matrix multiply (2 * size**3 FLOPs each). The yardstick for "what fraction of the hardware
-    does a model use"."""
+    does a model use". On CUDA it runs with TF32 exactly when cuDNN convolutions do."""
     dev = resolve_device(device)
     a = torch.randn(size, size, device=dev)
     b = torch.randn(size, size, device=dev)
-    with _num_threads(threads), torch.inference_mode():
+    with _num_threads(threads), _matmul_precision_like_convs(dev), torch.inference_mode():
         a @ b  # warm-up
         _sync(dev)
         times = []
