@@ -31,7 +31,9 @@ class BasicBlock(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x):
-        return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
+        out = self.conv2(self.conv1(x))
+        out += self.shortcut(x)  # in place, as torchvision: saves one feature-map allocation per block
+        return self.act(out)
 
 
 class Bottleneck(nn.Module):
@@ -56,4 +58,6 @@ class Bottleneck(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x):
-        return self.act(self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
+        out = self.conv3(self.conv2(self.conv1(x)))
+        out += self.shortcut(x)
+        return self.act(out)

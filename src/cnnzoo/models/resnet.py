@@ -12,13 +12,14 @@ import torch
 from torch import nn
 
 from cnnzoo.layers import BasicBlock, Bottleneck, ClassifierHead, ConvNormAct, init_weights_he, make_divisible
-from cnnzoo.registry import register_model
+from cnnzoo.registry import ModelError, register_model
 
 from ._base import Classifier
 from ._convert import rename_keys, shift
 
 # Per stage: (block width before expansion, stride of the first block). Depths come from `layers`.
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(Classifier):
@@ -34,7 +35,9 @@ class ResNet(Classifier):
                  width_mult: float = 1.0, stride_in_1x1: bool = False):
         super().__init__()
         if isinstance(block, str):  # from the CLI: block=basic|bottleneck
-            block = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+            if block not in BLOCKS:
+                raise ModelError(f"resnet: unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
+            block = BLOCKS[block]
         conv = dict(norm=norm, act=act, bias=conv_bias)
         stem_width = make_divisible(64 * width_mult)
         self.stem = ConvNormAct(in_chans, stem_width, 7, 2, **conv)
