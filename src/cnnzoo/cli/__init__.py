@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from typing import Optional, Sequence
 
@@ -34,8 +33,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name in COMMANDS:
-        if importlib.util.find_spec(f"cnnzoo.cli.{name}_cmd") is None:  # TEMPORARY while commands are written
-            continue
         module = _command_module(name)
         modules[name] = module
         cmd_parser = sub.add_parser(name, help=module.HELP, description=module.__doc__,
