@@ -166,7 +166,7 @@ def test_model_slug_is_a_safe_folder_name():
 
 def test_plans_grow_with_the_data():
     digits = choose_plan(1437, 32)
-    assert digits.name == "small" and digits.epochs == 9  # ceil(12000 / 1437)
+    assert digits.name == "small" and digits.epochs == 6  # ceil(8000 / 1437)
     assert choose_plan(50_000, 32).name == "medium"
     assert choose_plan(100_000, 224).name == "large"
     assert choose_plan(10, 16).epochs == PLANS[0].max_epochs

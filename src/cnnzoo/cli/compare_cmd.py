@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--time-budget", type=float, metavar="MIN",
                         help="training minutes per model instead of a number of epochs")
     parser.add_argument("--image-size", type=int, help="image side in pixels (default: the data's own)")
+    parser.add_argument("--resize", choices=("shorter_crop", "stretch", "pad"), default="shorter_crop",
+                        help="how folder images are brought to --image-size (default: shorter_crop)")
     parser.add_argument("--out", help="output folder (default: runs/compare-<data name>)")
     parser.add_argument("--show-plans", action="store_true",
                         help="print the default model sets and how one is chosen, then exit")
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         args.models or None, data=args.data, epochs=args.epochs,
         time_budget_s=args.time_budget * 60 if args.time_budget is not None else None,
         image_size=args.image_size, out_dir=out_dir, seed=args.seed, val_fraction=args.val_fraction,
-        cache_dir=args.cache_dir, progress=not args.no_progress, **options,
+        cache_dir=args.cache_dir, resize=args.resize, progress=not args.no_progress, **options,
     )
     print()
     print(result.table())

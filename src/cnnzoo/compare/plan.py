@@ -36,11 +36,11 @@ def _millions(x: float) -> str:
 PLANS = (
     DefaultPlan("small", 4e6,
                 ("resnet18:width_mult=0.25", "mobilenet_v2:width_mult=0.5", "mobilenet_v1:width_mult=0.5",
-                 "vgg11_bn:width_mult=0.25", "googlenet:width_mult=0.25", "densenet121:growth_rate=12"),
-                images_seen=12_000, min_epochs=5, max_epochs=40),
+                 "vgg11_bn:width_mult=0.25", "googlenet:width_mult=0.25", "densenet121:width_mult=0.25"),
+                images_seen=8_000, min_epochs=5, max_epochs=40),
     DefaultPlan("medium", 64e6,
                 ("resnet18:width_mult=0.5", "mobilenet_v2", "mobilenet_v1:width_mult=0.5",
-                 "vgg11_bn:width_mult=0.5", "googlenet:width_mult=0.5", "densenet121:growth_rate=16"),
+                 "vgg11_bn:width_mult=0.5", "googlenet:width_mult=0.5", "densenet121:width_mult=0.5"),
                 images_seen=40_000, min_epochs=4, max_epochs=30),
     DefaultPlan("large", math.inf,
                 ("resnet18", "mobilenet_v2", "mobilenet_v1", "vgg11_bn", "googlenet", "densenet121"),
@@ -58,9 +58,9 @@ def choose_plan(train_images: int, image_size: int) -> DefaultPlan:
 
 
 def plans_table() -> str:
-    """The table above as text (``cnnzoo compare --show-plans``)."""
-    lines = ["plan    up to px/epoch  epochs (images seen, min-max)  models"]
-    for p in PLANS:
-        lines.append(f"{p.name:<7} {_millions(p.max_pixels_per_epoch):>14}  "
-                     f"{p.images_seen:>7,} ({p.min_epochs}-{p.max_epochs}){'':>13}  {', '.join(p.models)}")
-    return "\n".join(lines)
+    """:data:`PLANS` as a text table (printed when no models are given, and by ``--show-plans``)."""
+    rows = [("plan", "pixels/epoch up to", "images seen", "epochs", "models")]
+    rows += [(p.name, _millions(p.max_pixels_per_epoch), f"{p.images_seen:,}",
+              f"{p.min_epochs}-{p.max_epochs}", ", ".join(p.models)) for p in PLANS]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)

@@ -90,6 +90,7 @@ def _trade_off(records: list[dict], cost_key: str, xlabel: str) -> bytes:
                 where="post", color="tab:red", alpha=0.6, label="Pareto front")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.12)  # room for the labels beside the outermost points
     ax.set_xlabel(xlabel)
     ax.set_ylabel("best validation accuracy (%)")
     ax.grid(True, alpha=0.3, which="both")

@@ -113,6 +113,8 @@ def markdown_report(records: list[dict], meta: dict, plots: dict[str, bytes]) ->
                 parts += ["```", r["traceback"].rstrip(), "```", ""]
     if meta.get("plan"):
         parts += ["## How the models were chosen", "", meta["plan"].get("note", ""), ""]
+        if meta["plan"].get("table"):
+            parts += ["```", meta["plan"]["table"], "```", ""]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -146,8 +148,10 @@ _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+th:first-child { text-align: left; }
 th { background: #f3f3f3; } td.name, td.status { text-align: left; }
 tr.failed td, tr.interrupted td { background: #fdecea; }
 tr.front td.name { font-weight: bold; }
@@ -168,7 +172,7 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
            f"<p>{_md_bold_to_html(esc(_setting_line(meta)))}</p>",
            "<h2>Verdict</h2>", '<ul class="verdict">']
     out += [f"<li>{esc(line)}</li>" for line in verdict(records)]
-    out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>", "<table>"]
+    out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>", '<div class="table-wrap">', "<table>"]
     rows = table_rows(records)
     out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0]) + "</tr>")
     for record, row in zip(records, rows[1:]):
@@ -176,7 +180,7 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
         cells = "".join(f'<td class="{cls}">{esc(c)}</td>' if cls else f"<td>{esc(c)}</td>"
                         for c, cls in zip(row, ["name", "status"] + [""] * (len(row) - 2)))
         out.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')
-    out += ["</table>", f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
+    out += ["</table>", "</div>", f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
     pareto = _pareto_lines(records)
     if pareto:
         out += ["<ul>"] + [f"<li>{esc(p[2:])}</li>" for p in pareto if p] + ["</ul>"]
@@ -198,6 +202,8 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
                 out.append(f"<details><summary>traceback</summary><pre>{esc(r['traceback'])}</pre></details>")
     if meta.get("plan"):
         out += ["<h2>How the models were chosen</h2>", f"<p>{esc(meta['plan'].get('note', ''))}</p>"]
+        if meta["plan"].get("table"):
+            out.append(f"<pre>{esc(meta['plan']['table'])}</pre>")
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from cnnzoo.compare.plan import DefaultPlan, choose_plan
+from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.errors import UserError
@@ -86,7 +86,7 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
             epochs: Optional[int] = None, time_budget_s: Optional[float] = None,
             image_size: Optional[int] = None, out_dir: str | Path = "compare",
             seed: int = 0, val_fraction: float = 0.2, cache_dir: Optional[str] = None,
-            progress: bool = True, latency: Optional[LatencySettings] = None,
+            resize: str = "shorter_crop", progress: bool = True, latency: Optional[LatencySettings] = None,
             log: Callable[[str], None] = print, **train_options: Any) -> Comparison:
     """Train each of ``models`` on the same split of ``data`` and write a report to ``out_dir``.
 
@@ -101,10 +101,11 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
     entries = parse_entries(models) if models else None
     _check_train_options(train_options)
     splits = load_dataset(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                          cache_dir=cache_dir, progress=progress)
+                          cache_dir=cache_dir, resize=resize, progress=progress)
     plan = choose_plan(len(splits.train), splits.image_size)
     if entries is None:
         entries = parse_entries(plan.models)
+        log(plans_table())
         log(plan.describe())
     if epochs is None and time_budget_s is None:
         epochs = plan.epochs
@@ -113,7 +114,7 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
     previous = read_results_json(out_dir / "results.json")
     meta = _meta(splits, data, seed, epochs, time_budget_s, train_options, plan if models is None else None)
     shared = dict(data=data, seed=seed, epochs=epochs, time_budget_s=time_budget_s,
-                  val_fraction=val_fraction, **train_options)
+                  val_fraction=val_fraction, resize=resize, **train_options)
 
     records: list[dict] = []
     paths: dict[str, Path] = {}
@@ -156,7 +157,7 @@ def _check_train_options(options: dict) -> None:
 
     # compare sets these itself for every model: letting them through would break "same for all".
     owned = {"model", "model_args", "data", "out_dir", "resume", "image_size", "seed", "epochs",
-             "time_budget_s", "val_fraction", "cache_dir"}
+             "time_budget_s", "val_fraction", "cache_dir", "resize"}
     known = {f.name for f in fields(TrainConfig)} - owned
     unknown = sorted(set(options) - known)
     if unknown:
@@ -290,7 +291,7 @@ def _meta(splits, data, seed, epochs, time_budget_s, train_options, plan) -> dic
     }
     if plan is not None:
         meta["plan"] = {"name": plan.name, "models": list(plan.models), "epochs": plan.epochs,
-                        "note": plan.describe()}
+                        "note": plan.describe(), "table": plans_table()}
     return meta
 
 
