@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -76,12 +77,17 @@ def _ensure_models_imported() -> None:
 
 
 def list_models(pattern: Optional[str] = None) -> list[str]:
-    """Registered model names, sorted; ``pattern`` is a shell-style wildcard such as ``'resnet*'``."""
+    """Registered model names in natural order (resnet18 before resnet101); ``pattern`` is a
+    shell-style wildcard such as ``'resnet*'``."""
     _ensure_models_imported()
-    names = sorted(_REGISTRY)
+    names = sorted(_REGISTRY, key=_natural_key)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
     return names
+
+
+def _natural_key(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def get_model_info(name: str) -> ModelInfo:
