@@ -215,6 +215,15 @@ def test_he_initialisation():
     assert torch.count_nonzero(conv.bias) == 0
 
 
+def test_registered_defaults_are_plain_data():
+    # checkpoints store model arguments and are read with weights_only=True: no classes or functions
+    plain = (int, float, str, bool, tuple, type(None))
+    for name in ALL_MODELS:
+        for value in get_model_info(name).defaults.values():
+            assert isinstance(value, plain) and (not isinstance(value, tuple) or all(
+                isinstance(v, (int, str)) for v in value)), (name, value)
+
+
 def test_unknown_argument_is_reported_with_a_suggestion():
     with pytest.raises(ModelError, match="'width_mul'.*'width_mult'"):
         cnnzoo.create_model("resnet18", width_mul=0.5)

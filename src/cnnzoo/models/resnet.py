@@ -29,12 +29,12 @@ class ResNet(Classifier):
     it in the 3x3 like torchvision. ``width_mult`` scales every width (1.0 is the reference).
     """
 
-    def __init__(self, block: Union[Type[BasicBlock], Type[Bottleneck]] = Bottleneck,
+    def __init__(self, block: Union[str, Type[BasicBlock], Type[Bottleneck]] = "bottleneck",
                  layers: Sequence[int] = (3, 4, 6, 3), num_classes: int = 1000, in_chans: int = 3,
                  norm="batch", act="relu", drop_rate: float = 0.0, conv_bias: bool = False,
                  width_mult: float = 1.0, stride_in_1x1: bool = False):
         super().__init__()
-        if isinstance(block, str):  # from the CLI: block=basic|bottleneck
+        if isinstance(block, str):  # by name, so model arguments stay plain data (checkpoints, CLI)
             if block not in BLOCKS:
                 raise ModelError(f"resnet: unknown block {block!r}; choose one of {', '.join(BLOCKS)}")
             block = BLOCKS[block]
@@ -79,11 +79,11 @@ def convert_torchvision_resnet(state_dict: dict) -> tuple[dict, dict]:
 
 _PAPER = "He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385"
 for _name, _block, _layers in [
-    ("resnet18", BasicBlock, (2, 2, 2, 2)),
-    ("resnet34", BasicBlock, (3, 4, 6, 3)),
-    ("resnet50", Bottleneck, (3, 4, 6, 3)),
-    ("resnet101", Bottleneck, (3, 4, 23, 3)),
-    ("resnet152", Bottleneck, (3, 8, 36, 3)),
+    ("resnet18", "basic", (2, 2, 2, 2)),
+    ("resnet34", "basic", (3, 4, 6, 3)),
+    ("resnet50", "bottleneck", (3, 4, 6, 3)),
+    ("resnet101", "bottleneck", (3, 4, 23, 3)),
+    ("resnet152", "bottleneck", (3, 8, 36, 3)),
 ]:
     register_model(_name, partial(ResNet, block=_block, layers=_layers), family="resnet", paper=_PAPER,
                    input_size=(3, 224, 224), convert_reference_weights=convert_torchvision_resnet)
