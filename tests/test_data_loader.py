@@ -150,3 +150,11 @@ def test_cuda_batches_equal_cpu_batches(augment):
         assert xg.is_cuda and xg.is_contiguous(memory_format=torch.channels_last)
         assert torch.equal(yc, yg.cpu())
         torch.testing.assert_close(xg.cpu(), xc, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("shape, pad", [((2, 3, 8, 8), 1), ((2, 3, 16, 12), 4), ((1, 3, 5, 9), 4), ((1, 3, 9, 5), 4)])
+def test_reflect_pad_equals_numpy(shape, pad):
+    from cnnzoo.data.augment import _reflect_pad
+
+    x = np.random.default_rng(5).integers(0, 256, shape, dtype=np.uint8)
+    assert np.array_equal(_reflect_pad(x, pad), np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect"))

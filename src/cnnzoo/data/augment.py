@@ -68,11 +68,24 @@ class PadCrop:
 
 def _crop_windows(x: np.ndarray, pad: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     b, c, h, w = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode="reflect")
+    padded = _reflect_pad(x, pad)
     sb, sc, sh, sw = padded.strides
     windows = np.lib.stride_tricks.as_strided(  # [B, dy, dx, C, H, W]: a view, nothing copied
         padded, (b, 2 * pad + 1, 2 * pad + 1, c, h, w), (sb, sh, sw, sc, sh, sw), writeable=False)
     return windows[np.arange(b), dy, dx]
+
+
+def _reflect_pad(x: np.ndarray, pad: int) -> np.ndarray:
+    """``np.pad(x, pad, mode="reflect")`` on the last two axes, by slices (np.pad is 2-4x slower here)."""
+    b, c, h, w = x.shape
+    out = np.empty((b, c, h + 2 * pad, w + 2 * pad), x.dtype)
+    out[:, :, pad:pad + h, pad:pad + w] = x
+    out[:, :, pad:pad + h, :pad] = x[:, :, :, pad:0:-1]
+    right_stop = w - 2 - pad if w - 2 - pad >= 0 else None  # -1 would mean 'the end', not 'before 0'
+    out[:, :, pad:pad + h, pad + w:] = x[:, :, :, w - 2:right_stop:-1]
+    out[:, :, :pad] = out[:, :, 2 * pad:pad:-1]  # top and bottom from the already padded rows
+    out[:, :, pad + h:] = out[:, :, pad + h - 2:h - 2:-1]
+    return out
 
 
 def _crop_gather(x: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:

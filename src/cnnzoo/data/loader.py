@@ -86,7 +86,8 @@ class BatchLoader:
         pixels = torch.from_numpy(np.ascontiguousarray(self.image_set.images[idx]))
         x = pixels.to(self.device, non_blocking=True)
         x = apply_augment(self.augment, x, gen)
-        x = x.float() * self._scale - self._shift
+        x = x.float() if x.dtype != torch.float32 else x
+        x = x.mul_(self._scale).sub_(self._shift)  # in place: a third of the memory traffic
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = self._labels[idx].to(self.device, non_blocking=True)
