@@ -168,3 +168,19 @@ def test_folder_without_class_folders_and_class_of_only_corrupt_files(tmp_path):
     (root / "owl" / "x.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"none of the 1 images in .*pets/owl .*could be read"):
         load(root, tmp_path / "cache")
+
+
+def test_process_and_thread_preparation_give_the_same_cache(tmp_path):
+    root = make_folder(tmp_path / "pets", {"cat": 40, "dog": 30})
+    (root / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", folders.SkippedImagesWarning)
+        by_threads = folders.load_folder(root, tmp_path / "a", image_size=8, progress=False, workers=2,
+                                         executor="threads")
+        by_processes = folders.load_folder(root, tmp_path / "b", image_size=8, progress=False, workers=2,
+                                           executor="processes")
+    assert by_processes.skipped == by_threads.skipped == ["cat/broken.jpg"]
+    for name in ("train", "val"):
+        a, b = getattr(by_threads, name), getattr(by_processes, name)
+        assert np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert by_processes.train.images[:, :, 4, 4].min(axis=1).max() > 0  # rows really written

@@ -45,6 +45,7 @@ class CacheWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / MANIFEST).unlink(missing_ok=True)  # from now on the old cache is invalid
         self._tmp_images = _temp_name(self.folder / "images.npy")
+        self.images_path = self._tmp_images  # other processes may open it to write their rows
         self.images = np.lib.format.open_memmap(self._tmp_images, mode="w+", dtype=np.uint8,
                                                 shape=(n, 3, size, size))
 

@@ -69,23 +69,23 @@ class DataSplits:
 def channel_stats(images: np.ndarray, rows: Optional[np.ndarray] = None, chunk: int = 1024) -> tuple[tuple, tuple]:
     """Per-channel mean and std of uint8 ``[N, 3, H, W]`` images (or only ``rows`` of them) in [0, 1] units.
 
-    Reads in chunks so it works on memmaps larger than memory; sums in float64 so it stays exact.
+    Counts each channel's 256 values (a histogram: exact, and several times faster than summing
+    floats), reading in chunks so it works on memmaps larger than memory.
     """
     n = len(images) if rows is None else len(rows)
     if n == 0:
         raise DataError("cannot compute image statistics of an empty training split")
-    total = np.zeros(3, np.float64)
-    total_sq = np.zeros(3, np.float64)
+    counts = np.zeros((images.shape[1], 256), np.int64)
     for start in range(0, n, chunk):
         block = images[start:start + chunk] if rows is None else images[rows[start:start + chunk]]
-        block = np.asarray(block, dtype=np.float64)
-        total += block.sum(axis=(0, 2, 3))
-        total_sq += np.square(block).sum(axis=(0, 2, 3))
-    count = n * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
-    std = np.maximum(std, 1e-3 * 255)  # a constant channel would otherwise divide by zero
-    return tuple(float(m / 255) for m in mean), tuple(float(s / 255) for s in std)
+        for channel in range(images.shape[1]):
+            counts[channel] += np.bincount(np.ravel(block[:, channel]), minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255
+    total = counts.sum(axis=1)
+    mean = counts @ values / total
+    std = np.sqrt(np.maximum(counts @ values ** 2 / total - mean ** 2, 0.0))
+    std = np.maximum(std, 1e-3)  # a constant channel would otherwise divide by zero
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
