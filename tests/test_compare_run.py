@@ -178,3 +178,10 @@ def test_bad_model_spec_is_a_user_error_before_any_training(tmp_path, capsys):
     code = main(["compare", "resnet18", "nosuchnet", "--data", DATA, "--out", str(tmp_path)])
     assert code == 2 and "nosuchnet" in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_bad_training_option_is_refused_before_loading_data(tmp_path, capsys):
+    code = main(["compare", "resnet18", "--lr", "-1", "--data", "/no/such/folder", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr must be a number more than zero" in err
+    assert not (tmp_path / "results.json").exists()

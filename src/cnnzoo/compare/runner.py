@@ -100,6 +100,9 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
 
     entries = parse_entries(models) if models else None
     _check_train_options(train_options)
+    shared = dict(data=data, seed=seed, epochs=epochs, time_budget_s=time_budget_s,
+                  val_fraction=val_fraction, resize=resize, **train_options)
+    _check_values(shared)
     splits = load_dataset(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
                           cache_dir=cache_dir, resize=resize, progress=progress)
     plan = choose_plan(len(splits.train), splits.image_size)
@@ -113,8 +116,7 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
     meta = _meta(splits, data, seed, epochs, time_budget_s, train_options, plan if models is None else None)
-    shared = dict(data=data, seed=seed, epochs=epochs, time_budget_s=time_budget_s,
-                  val_fraction=val_fraction, resize=resize, **train_options)
+    shared["epochs"] = epochs
 
     records: list[dict] = []
     paths: dict[str, Path] = {}
@@ -128,8 +130,8 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
             continue
         log(f"[{k}/{n}] {entry.name}: training ...")
         try:
-            record = _train_and_measure(entry, splits, shared, out_dir, cache_dir, progress,
-                                        latency or LatencySettings(), _was_interrupted(previous, entry, settings))
+            record = _attempt(entry, settings, splits, shared, out_dir, cache_dir, progress,
+                              latency or LatencySettings(), _was_interrupted(previous, entry, settings))
         except KeyboardInterrupt:
             records.append(_unfinished(entry, settings, "interrupted", "stopped by Ctrl-C while training"))
             records += [_unfinished(e, _settings(e, splits, shared), "interrupted",
@@ -138,10 +140,6 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
             write_report(out_dir, records, meta)
             log(f"[{k}/{n}] interrupted; the report of what finished is in {out_dir}")
             raise
-        except Exception as err:  # noqa: BLE001 - any failure of one model must not stop the others
-            record = _unfinished(entry, settings, "failed", f"{type(err).__name__}: {err}",
-                                 traceback.format_exc().splitlines()[-TRACEBACK_LINES:])
-        record["settings"] = jsonable(settings)
         records.append(record)
         log(_finished_line(k, n, record))
         paths = write_report(out_dir, records, meta)
@@ -165,6 +163,13 @@ def _check_train_options(options: dict) -> None:
                         f"it takes: {', '.join(sorted(known))}")
 
 
+def _check_values(shared: dict) -> None:
+    """Reject a bad value (a negative learning rate...) now, not once per model after loading the data."""
+    from cnnzoo.training.config import make_config
+
+    make_config(model="any", **shared)  # the model name is checked separately, by parse_entries
+
+
 def _settings(entry: ModelEntry, splits, shared: dict) -> dict:
     """Everything that decides this model's numbers; a re-run retrains when any of it changed."""
     return jsonable({
@@ -180,6 +185,17 @@ def _was_interrupted(previous: list[dict], entry: ModelEntry, settings: dict) ->
     """An earlier run of this model with the same settings was cut short: continue from its checkpoint."""
     return any(r.get("name") == entry.name and r.get("status") == "interrupted"
                and r.get("settings") == jsonable(settings) for r in previous)
+
+
+def _attempt(entry: ModelEntry, settings: dict, *args) -> dict:
+    """Train and measure one model; any failure becomes a "failed" record instead of an exception."""
+    try:
+        record = _train_and_measure(entry, *args)
+    except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
+        record = _unfinished(entry, settings, "failed", f"{type(err).__name__}: {err}",
+                             traceback.format_exc().splitlines()[-TRACEBACK_LINES:])
+    record["settings"] = jsonable(settings)
+    return record
 
 
 def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path, cache_dir,
