@@ -15,11 +15,20 @@ from cnnzoo.training import build_model_from_checkpoint, evaluate, load_checkpoi
 DATA = "synthetic:classes=4,n=256,size=16"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one thread is as fast alone and far faster when other processes share the cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     train(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, epochs=3, out_dir=str(out),
-          progress=False, device="cpu")
+          progress=False, device="cpu", threads=1)
     return out
 
 

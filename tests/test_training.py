@@ -21,8 +21,10 @@ from cnnzoo.training.history import COLUMNS, read_history_csv
 from cnnzoo.training.optim import LRSchedule
 
 DATA = "synthetic:classes=4,n=256,size=16"
-TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, progress=False, device="cpu")
-CLI_TINY = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--quiet", "--device", "cpu"]
+# One thread: tiny convolutions gain nothing from two, and lose a lot when other processes
+# compete for the cores (OpenMP threads wait for each other).
+TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, progress=False, device="cpu", threads=1)
+CLI_TINY = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--quiet", "--device", "cpu", "--threads", "1"]
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -248,6 +250,6 @@ def test_auxiliary_heads_add_to_the_loss(monkeypatch, tmp_path):
     assert math.isclose(loss.item(), (main_loss + 0.3 * aux_loss).item(), rel_tol=1e-5)
 
     monkeypatch.chdir(tmp_path)  # the default output folder is relative: runs/<model>-<data>
-    result = train(model="tiny_aux", data=DATA, epochs=1, progress=False, device="cpu")
+    result = train(model="tiny_aux", data=DATA, epochs=1, progress=False, device="cpu", threads=1)
     assert result.model.forward_train_calls > 0
     assert (tmp_path / "runs" / "tiny_aux-synthetic_classes_4_n_256_size_16" / "last.pt").is_file()

@@ -4,7 +4,7 @@ examples:
   cnnzoo train resnet18                               # built-in digits, 32 px
   cnnzoo train mobilenet_v2 --data flowers/ --width-mult 0.5 --epochs 30
   cnnzoo train vgg16 --norm none --out runs/vgg       # a no-norm model gets AdamW and a longer warm-up
-  cnnzoo train resnet18 --out runs/vgg --resume       # continue a killed or interrupted run
+  cnnzoo train vgg16 --out runs/vgg --resume          # continue a killed or interrupted run
 
 Options left unset take the default for the data and model; the resolved values are printed at
 the start and stored in history.json and in every checkpoint.

@@ -265,8 +265,16 @@ def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = T
         fields_["data"], data = os.fspath(data), None
     explicit = set(fields_) | ({f for f, v in vars(config).items() if v is not None} if config else set())
     config = make_config(config, **fields_)
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _train(config, data, progress, on_epoch_end, explicit)
+    finally:
+        torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
+
+
+def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set) -> TrainResult:
     log = print if progress else (lambda *a, **k: None)
 
     out_dir = Path(config.out_dir) if config.out_dir else None
