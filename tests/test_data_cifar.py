@@ -79,6 +79,11 @@ def test_cifar_cache_is_reused_without_reading_the_archive(tiny_cifar, monkeypat
     again = load_dataset("cifar10", cache_dir=tiny_cifar, progress=False)
     assert again.cache_path == first.cache_path
     assert np.array_equal(again.val.images, first.val.images)
+    archive = tiny_cifar / "cifar-10-python.tar.gz"
+    content = archive.read_bytes()
+    archive.unlink()  # the archive may go once prepared
+    assert load_dataset("cifar10", cache_dir=tiny_cifar, progress=False).cache_path == first.cache_path
+    archive.write_bytes(content)
     with pytest.raises(AssertionError, match="read again"):  # another seed: another val split, prepared anew
         load_dataset("cifar10", cache_dir=tiny_cifar, seed=1, progress=False)
 

@@ -145,10 +145,11 @@ def load_cifar(name: str, cache_dir: Path, *, image_size: Optional[int] = None, 
     folder = cache_dir / "cifar" / f"{name}-{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]}"
     archive = cache_dir / info.archive
     manifest = read_manifest(folder)
-    # A cache made from this very archive file (same md5 recorded, same size and time) needs no re-hash.
-    if (manifest and archive.exists() and manifest.get("settings") == settings
-            and manifest.get("archive") == [info.md5, archive.stat().st_size, archive.stat().st_mtime_ns]):
-        return open_splits(folder, manifest, source=name)
+    # The cache was built from a verified archive: reuse it while that archive file is unchanged (same
+    # size and time, so no re-hash), or gone (deleting the 170 MB archive after preparing is fine).
+    if manifest and manifest.get("settings") == settings and manifest.get("archive", [None])[0] == info.md5:
+        if not archive.exists() or manifest["archive"][1:] == [archive.stat().st_size, archive.stat().st_mtime_ns]:
+            return open_splits(folder, manifest, source=name)
     archive = fetch_archive(info, cache_dir, progress)
     class_names, parts = read_archive(info, archive)
     train_images, train_labels = parts["train"]

@@ -84,12 +84,16 @@ def scan_classes(folder: Path) -> dict[str, list[Path]]:
 
 
 def check_same_classes(train_folder: Path, other_folder: Path, train: list[str], other: list[str]) -> None:
-    if train != other:
-        missing, extra = sorted(set(train) - set(other)), sorted(set(other) - set(train))
-        detail = "; ".join(part for part in (f"missing from {other_folder}: {', '.join(missing)}" if missing else "",
-                                            f"not in {train_folder}: {', '.join(extra)}" if extra else "") if part)
-        raise DataError(f"the classes of {other_folder} differ from those of {train_folder} ({detail}). "
-                        f"Every split needs the same class folders.")
+    if train == other:
+        return
+    problems = []
+    missing, extra = sorted(set(train) - set(other)), sorted(set(other) - set(train))
+    if missing:
+        problems.append(f"missing from {other_folder}: {', '.join(missing)}")
+    if extra:
+        problems.append(f"not in {train_folder}: {', '.join(extra)}")
+    raise DataError(f"the classes of {other_folder} differ from those of {train_folder} ({'; '.join(problems)}). "
+                    f"Every split needs the same class folders.")
 
 
 def _hash_order(relpath: str) -> str:
@@ -125,11 +129,11 @@ def _hold_out_val(assigned, root: Path, val_fraction: float):
     out = [item for item in assigned if item[0] != 0]
     train = [item for item in assigned if item[0] == 0]
     for label in sorted({item[1] for item in train}):
-        members = [item for item in train if item[1] == label]
-        by_hash = sorted(members, key=lambda item: _hash_order(item[2].relative_to(root).as_posix()))
-        n_val = n_val_for(len(members), val_fraction)
-        to_val = {id(item) for item in by_hash[:n_val]}
-        out.extend((1 if id(item) in to_val else 0, label, item[2]) for item in members)
+        paths = sorted((item[2] for item in train if item[1] == label),
+                       key=lambda path: _hash_order(path.relative_to(root).as_posix()))
+        n_val = n_val_for(len(paths), val_fraction)
+        out.extend((1, label, path) for path in paths[:n_val])
+        out.extend((0, label, path) for path in paths[n_val:])
     out.sort(key=lambda item: (item[0], item[1], item[2]))
     return out
 
