@@ -55,8 +55,8 @@ class CacheWriter:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             self.images = None
-            self._tmp_images.unlink(missing_ok=True)
-            _temp_name(self.folder / "images.npy.compact").unlink(missing_ok=True)
+            for name in ("images.npy", "images.npy.compact", "labels.npy", MANIFEST):
+                _temp_name(self.folder / name).unlink(missing_ok=True)
 
     def finish(self, labels: np.ndarray, keep: np.ndarray, manifest: dict) -> None:
         """Drop the rows where ``keep`` is False, then move everything into place, manifest last."""

@@ -1,8 +1,12 @@
 """Image folders: ``root/<class>/*.jpg`` or ``root/train/<class>/...`` (+ ``val/``, ``test/``).
 
-Preparation decodes every image once (in parallel threads: Pillow releases the GIL while it
-decodes and resizes) straight into the memmap cache; later loads only check that the files and
-settings are unchanged and open the memmap.
+Preparation decodes every image once, in parallel, straight into the memmap cache; later loads
+only check that the files (names, sizes, modification times) and settings are unchanged and open
+the memmap. Files that are not images are ignored; images that cannot be decoded are skipped
+and listed in one warning.
+
+Which images of a class folder go to val (without a val/ folder) depends only on a hash of
+their names: the same files whatever the seed, so runs with different seeds share a val set.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from cnnzoo.data.splits import DataError, DataSplits, channel_stats, n_val_for
 FOLDER_DEFAULT_SIZE = 64
 SPLIT_FOLDER_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 MAX_LISTED = 20  # skipped files named in the warning; the manifest keeps them all
-PROCESS_MIN_FILES = 256  # fewer files: starting processes costs more than it saves
+# Below these, starting processes costs more than it saves (measured with benchmarks/bench_data.py).
+PROCESS_MIN_FILES = 256
+PROCESS_MIN_WORKERS = 4
 PROCESS_CHUNK = 32  # files per task sent to a worker process
 
 
@@ -196,13 +202,16 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
     """Decode ``paths[i]`` into ``writer.images[i]`` in parallel; returns the mask of files that decoded.
 
     ``executor``: ``"processes"`` (forked workers that open the cache file themselves and write their
-    rows; measured 1.5-2.5x faster than threads in benchmarks/bench_data.py, because opening a file
-    and the mode and EXIF handling hold the GIL), ``"threads"``, or ``"auto"``: processes on Linux for
-    ``PROCESS_MIN_FILES`` files or more, else threads.
+    rows), ``"threads"``, or ``"auto"``: processes on Linux for ``PROCESS_MIN_FILES`` files or more and
+    ``PROCESS_MIN_WORKERS`` workers or more, else threads. Pillow releases the GIL while decoding and
+    resizing, but opening a file and the mode and EXIF handling hold it: in benchmarks/bench_data.py, 8 processes prepared 1.2-2x more
+    images/s than 8 threads (about equal with 2). Forking is what torch's DataLoader does on Linux
+    too; the workers only run Pillow and numpy.
     """
     workers = workers or os.cpu_count() or 1
     if executor == "auto":
-        use_processes = workers > 1 and len(paths) >= PROCESS_MIN_FILES and sys.platform == "linux"
+        use_processes = (workers >= PROCESS_MIN_WORKERS and len(paths) >= PROCESS_MIN_FILES
+                         and sys.platform == "linux")
         executor = "processes" if use_processes else "threads"
     keep = np.ones(len(paths), dtype=bool)
     bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False)
