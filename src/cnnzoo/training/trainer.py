@@ -274,9 +274,84 @@ def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = T
         torch.set_num_threads(threads_before)  # a library call leaves the process as it found it
 
 
-def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set) -> TrainResult:
-    log = print if progress else (lambda *a, **k: None)
+@dataclass
+class _Run:
+    """Everything one run mutates, with the steps of an epoch as methods."""
 
+    config: TrainConfig
+    data: Any
+    model_args: dict
+    model: nn.Module
+    device: torch.device
+    out_dir: Path
+    train_loader: Any
+    val_loader: Any
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: Any
+    history: list = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    best_state: Optional[dict] = None
+    images_trained: int = 0  # by this call, for its throughput
+    time_training: float = 0.0
+
+    def save(self, name: str, *, full: bool) -> None:
+        """Write a checkpoint of the epochs so far; ``full`` adds what resuming needs."""
+        state = _checkpoint_dict(
+            config=self.config, model_args=self.model_args, model=self.model, data=self.data,
+            history=self.history, epoch=len(self.history), best_val_acc=self.best_val_acc,
+            optimizer=self.optimizer if full else None, schedule=self.schedule if full else None,
+            scaler=self.scaler if full else None)
+        ckpt.save_checkpoint(state, self.out_dir / name)
+
+    def restore(self, saved: dict) -> None:
+        """Continue from a ``last.pt``: weights, optimizer, schedule position, history, RNG."""
+        self.model.load_state_dict(saved["model_state"])
+        self.optimizer.load_state_dict(saved["optimizer_state"])
+        self.schedule.load_state_dict(saved["scheduler_state"])
+        if saved.get("scaler_state") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(saved["scaler_state"])
+        self.history = list(saved["history"])
+        self.best_val_acc = float(saved["best_val_acc"])
+        self.best_epoch = max((r["epoch"] for r in self.history if r["val_acc"] == self.best_val_acc), default=0)
+        best_path = self.out_dir / "best.pt"
+        self.best_state = ckpt.load_checkpoint(best_path)["model_state"] if best_path.is_file() else None
+        ckpt.set_rng_state(saved["rng_state"])
+
+    def run_epoch(self, epoch: int, progress: bool) -> dict:
+        """Train one pass, validate, and return the epoch's history record."""
+        epoch_start = time.perf_counter()
+        self.train_loader.set_epoch(epoch)
+        bar = _progress_bar(progress, epoch, self.config.epochs, len(self.train_loader) * self.config.batch_size)
+        try:
+            stats = _train_one_epoch(self.model, self.train_loader, self.optimizer, self.schedule, self.scaler,
+                                     self.config, self.device, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        stats.update(evaluate_loader(self.model, self.val_loader, self.device, self.config.amp))
+        self.images_trained += stats["train_images"]
+        self.time_training += stats["train_time"]
+        epoch_time = time.perf_counter() - epoch_start
+        record = {"epoch": epoch + 1, **{k: stats[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "lr")},
+                  "epoch_time": epoch_time, "train_images_per_s": stats["train_images_per_s"],
+                  "elapsed": (self.history[-1]["elapsed"] if self.history else 0.0) + epoch_time}
+        self.history.append(record)
+        return record
+
+    def keep_if_best(self, record: dict) -> bool:
+        """Remember (and write ``best.pt`` for) a new best validation accuracy."""
+        if record["val_acc"] <= self.best_val_acc:
+            return False
+        self.best_val_acc, self.best_epoch = record["val_acc"], record["epoch"]
+        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self.save("best.pt", full=False)  # weights only: best.pt is for using the model, not resuming
+        return True
+
+
+def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[_Run, Optional[dict]]:
+    """Check the output folder, load data, build and configure everything; restore when resuming."""
     out_dir = Path(config.out_dir) if config.out_dir else None
     saved = None
     if config.resume:
@@ -297,100 +372,63 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
         config = TrainConfig.from_dict({**config.to_dict(), "data": data.source})
     if data.val is None or len(data.val) == 0:
         raise UserError(f"data {data.source!r} has no validation split; use a val_fraction above 0")
-    if out_dir is None:
-        out_dir = default_out_dir(config.model, config.data)
+    if saved is not None and saved["preprocessing"]["image_size"] != data.image_size:
+        raise UserError(f"cannot resume: the run used {saved['preprocessing']['image_size']} px images, "
+                        f"the data now gives {data.image_size} px")
+    out_dir = out_dir or default_out_dir(config.model, config.data)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     from cnnzoo.registry import create_model
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # model initialisation is a function of the seed
     model_args = _model_args_for(config, data)
     model = create_model(config.model, **model_args)
     if saved is None:
         config = resolve_config(config, num_train=len(data.train), image_size=data.image_size, model=model)
-    if saved is not None and saved["preprocessing"]["image_size"] != data.image_size:
-        raise UserError(f"cannot resume: the run used {saved['preprocessing']['image_size']} px images, "
-                        f"the data now gives {data.image_size} px")
     config = TrainConfig.from_dict({**config.to_dict(), "out_dir": str(out_dir), "model_args": model_args})
     model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
     train_loader = _make_loader(data.train, config, data, device, train=True, epoch_seed=config.seed)
-    val_loader = _make_loader(data.val, config, data, device, train=False)
     steps_per_epoch = len(train_loader)
-    optimizer = build_optimizer(model, config.optimizer, config.lr, config.weight_decay)
-    schedule = LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
-                          warmup_steps=round(config.warmup_epochs * steps_per_epoch))
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
-
-    history: list[dict] = []
-    best_val_acc, best_epoch, best_state = -1.0, 0, None
-    start_epoch = 0
+    run = _Run(
+        config=config, data=data, model_args=model_args, model=model, device=device, out_dir=out_dir,
+        train_loader=train_loader, val_loader=_make_loader(data.val, config, data, device, train=False),
+        optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay),
+        schedule=LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
+                            warmup_steps=round(config.warmup_epochs * steps_per_epoch)),
+        scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"))
     if saved is not None:
-        model.load_state_dict(saved["model_state"])
-        optimizer.load_state_dict(saved["optimizer_state"])
-        schedule.load_state_dict(saved["scheduler_state"])
-        if saved.get("scaler_state") and scaler.is_enabled():
-            scaler.load_state_dict(saved["scaler_state"])
-        history = list(saved["history"])
-        start_epoch = int(saved["epoch"])
-        best_val_acc = float(saved["best_val_acc"])
-        best_epoch = max((r["epoch"] for r in history if r["val_acc"] == best_val_acc), default=0)
-        best_path = out_dir / "best.pt"
-        best_state = ckpt.load_checkpoint(best_path)["model_state"] if best_path.is_file() else None
-        ckpt.set_rng_state(saved["rng_state"])
+        run.restore(saved)
+    return run, saved
+
+
+def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set) -> TrainResult:
+    log = print if progress else (lambda *a, **k: None)
+    run, saved = _prepare(config, data, explicit, progress)
+    config, out_dir = run.config, run.out_dir
+    start_epoch = len(run.history)
+    if saved is not None:
         log(f"resuming {out_dir / 'last.pt'} after epoch {start_epoch} of {config.epochs}")
-
     log(describe(config))
-    log(f"data: {data.summary() if hasattr(data, 'summary') else data.source}; device {device}; "
-        f"writing to {out_dir}")
-    write_history(out_dir, history, config.to_dict())
-
-    def save(name: str, epoch: int, *, full: bool) -> None:
-        state = _checkpoint_dict(config=config, model_args=model_args, model=model, data=data,
-                                 history=history, epoch=epoch, best_val_acc=best_val_acc,
-                                 optimizer=optimizer if full else None,
-                                 schedule=schedule if full else None, scaler=scaler if full else None)
-        ckpt.save_checkpoint(state, out_dir / name)
+    log(f"data: {run.data.summary()}; device {run.device}; writing to {out_dir}")
+    write_history(out_dir, run.history, config.to_dict())
 
     stopped_reason = "completed"
     run_start = time.perf_counter()
-    images_trained, time_training = 0, 0.0
-    epochs_since_best = 0 if not history else len(history) - best_epoch
+    epochs_since_best = len(run.history) - run.best_epoch
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.epochs):
-            if _out_of_time(config, run_start, history[start_epoch:]):
+            if _out_of_time(config, run_start, run.history[start_epoch:]):
                 stopped_reason = "time_budget"
                 break
-            epoch_start = time.perf_counter()
-            train_loader.set_epoch(epoch)
-            bar = _progress_bar(progress, epoch, config.epochs, len(train_loader) * config.batch_size)
-            try:
-                stats = _train_one_epoch(model, train_loader, optimizer, schedule, scaler, config, device, bar)
-            finally:
-                if bar is not None:
-                    bar.close()
-            stats.update(evaluate_loader(model, val_loader, device, config.amp))
-            images_trained += stats.pop("train_images")
-            time_training += stats.pop("train_time")
-            record = {"epoch": epoch + 1, **{k: stats[k] for k in ("train_loss", "train_acc", "val_loss",
-                                                                      "val_acc", "lr")},
-                      "epoch_time": time.perf_counter() - epoch_start,
-                      "train_images_per_s": stats["train_images_per_s"],
-                      "elapsed": (history[-1]["elapsed"] if history else 0.0)
-                      + time.perf_counter() - epoch_start}
-            history.append(record)
-            improved = record["val_acc"] > best_val_acc
-            if improved:
-                best_val_acc, best_epoch, epochs_since_best = record["val_acc"], epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                save("best.pt", epoch + 1, full=False)
-            else:
-                epochs_since_best += 1
-            save("last.pt", epoch + 1, full=True)
-            write_history(out_dir, history, config.to_dict())
+            record = run.run_epoch(epoch, progress)
+            improved = run.keep_if_best(record)
+            epochs_since_best = 0 if improved else epochs_since_best + 1
+            run.save("last.pt", full=True)
+            write_history(out_dir, run.history, config.to_dict())
             log(_epoch_line(record, config.epochs, improved))
             if on_epoch_end is not None:
                 on_epoch_end(record)
@@ -399,32 +437,43 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
                 log(f"early stopping: no better validation accuracy for {config.patience} epochs")
                 break
     except _NonFinite as err:
-        _finish_files(out_dir, history, config, best_epoch, "diverged")
-        where = f"{out_dir / 'last.pt'} (epoch {len(history)})" if history else "no checkpoint (no epoch completed)"
+        _finish_files(out_dir, run.history, config, run.best_epoch, "diverged")
+        kept = (f"{out_dir / 'last.pt'} (epoch {len(run.history)})" if run.history
+                else "no checkpoint (no epoch completed)")
         raise TrainingDiverged(
             f"the training loss became {err.loss} at step {err.step} of epoch {epoch + 1}; "
-            f"stopped. Kept: {where}. Try a lower learning rate (now --lr {config.lr:g}), "
+            f"stopped. Kept: {kept}. Try a lower learning rate (now --lr {config.lr:g}), "
             "a longer --warmup, or --optimizer adamw") from None
     except KeyboardInterrupt:
         stopped_reason = "interrupted"
-        if history:
-            log(f"\ninterrupted during epoch {epoch + 1}: {out_dir / 'last.pt'} holds the last completed "
-                f"epoch ({len(history)}); the partial epoch is not saved. Continue with: cnnzoo train "
-                f"{config.model} --out {out_dir} --resume", file=sys.stderr)
-        else:
-            log("\ninterrupted before the first epoch completed: nothing to resume from", file=sys.stderr)
+        _report_interruption(log, run, epoch)
 
-    _finish_files(out_dir, history, config, best_epoch, stopped_reason)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+    _finish_files(out_dir, run.history, config, run.best_epoch, stopped_reason)
+    return _result(run, stopped_reason, time.perf_counter() - run_start)
+
+
+def _report_interruption(log, run: _Run, epoch: int) -> None:
+    # last.pt is written only at epoch ends, so it holds the last completed epoch: resuming from
+    # it is exact, where saving the half-done epoch would not be.
+    if run.history:
+        log(f"\ninterrupted during epoch {epoch + 1}: {run.out_dir / 'last.pt'} holds the last completed "
+            f"epoch ({len(run.history)}); the partial epoch is not saved. Continue with: cnnzoo train "
+            f"{run.config.model} --out {run.out_dir} --resume", file=sys.stderr)
+    else:
+        log("\ninterrupted before the first epoch completed: nothing to resume from", file=sys.stderr)
+
+
+def _result(run: _Run, stopped_reason: str, wall_time: float) -> TrainResult:
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+    run.model.eval()
     return TrainResult(
-        history=history, best_val_acc=max(best_val_acc, 0.0), best_epoch=best_epoch,
-        final_val_acc=history[-1]["val_acc"] if history else 0.0,
-        train_time_s=time.perf_counter() - run_start, out_dir=str(out_dir), model=model,
-        stopped_reason=stopped_reason, config=config,
-        images_per_s=images_trained / time_training if time_training else 0.0,
-        class_names=list(data.class_names))
+        history=run.history, best_val_acc=max(run.best_val_acc, 0.0), best_epoch=run.best_epoch,
+        final_val_acc=run.history[-1]["val_acc"] if run.history else 0.0,
+        train_time_s=wall_time, out_dir=str(run.out_dir), model=run.model,
+        stopped_reason=stopped_reason, config=run.config,
+        images_per_s=run.images_trained / run.time_training if run.time_training else 0.0,
+        class_names=list(run.data.class_names))
 
 
 def _out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -> bool:
