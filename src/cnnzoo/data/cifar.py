@@ -142,7 +142,8 @@ def load_cifar(name: str, cache_dir: Path, *, image_size: Optional[int] = None, 
     cache_dir = Path(cache_dir)
     size = image_size or CIFAR_DEFAULT_SIZE
     settings = {"image_size": size, "val_fraction": val_fraction, "seed": seed if val_fraction > 0 else None}
-    folder = cache_dir / "cifar" / f"{name}-{hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]}"
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    folder = cache_dir / "cifar" / f"{name}-{key}"
     archive = cache_dir / info.archive
     manifest = read_manifest(folder)
     # The cache was built from a verified archive: reuse it while that archive file is unchanged (same

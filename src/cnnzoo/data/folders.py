@@ -204,9 +204,9 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
     ``executor``: ``"processes"`` (forked workers that open the cache file themselves and write their
     rows), ``"threads"``, or ``"auto"``: processes on Linux for ``PROCESS_MIN_FILES`` files or more and
     ``PROCESS_MIN_WORKERS`` workers or more, else threads. Pillow releases the GIL while decoding and
-    resizing, but opening a file and the mode and EXIF handling hold it: in benchmarks/bench_data.py, 8 processes prepared 1.2-2x more
-    images/s than 8 threads (about equal with 2). Forking is what torch's DataLoader does on Linux
-    too; the workers only run Pillow and numpy.
+    resizing, but opening a file and the mode and EXIF handling hold it: in benchmarks/bench_data.py,
+    8 processes prepared 1.2-2x more images/s than 8 threads (about equal with 2). Forking is what
+    torch's DataLoader does on Linux too; the workers only run Pillow and numpy.
     """
     workers = workers or os.cpu_count() or 1
     if executor == "auto":
@@ -265,6 +265,8 @@ def _check_no_class_lost(root: Path, files: list[ImageFile], class_names, keep: 
 
 def warn_skipped(root: Path, skipped: list[str]) -> None:
     listed = ", ".join(skipped[:MAX_LISTED])
-    more = f" and {len(skipped) - MAX_LISTED} more (all listed in the cache manifest)" if len(skipped) > MAX_LISTED else ""
+    more = ""
+    if len(skipped) > MAX_LISTED:
+        more = f" and {len(skipped) - MAX_LISTED} more (all listed in the cache manifest)"
     warnings.warn(f"skipped {len(skipped)} unreadable image file{'s' if len(skipped) > 1 else ''} in {root}: "
                   f"{listed}{more}", SkippedImagesWarning, stacklevel=3)
