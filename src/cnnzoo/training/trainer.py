@@ -220,7 +220,8 @@ def _checkpoint_dict(*, config, model_args, model, data, history, epoch, best_va
         "epoch": epoch,  # epochs completed
         "epoch_complete": complete,
         "best_val_acc": best_val_acc,
-        "optimizer_state": optimizer.state_dict() if optimizer is not None else None,
+        # deep copies: the file is written on another thread while training changes the originals
+        "optimizer_state": copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None,
         "scheduler_state": schedule.state_dict() if schedule is not None else None,
         "scaler_state": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         "rng_state": ckpt.get_rng_state(),
@@ -258,7 +259,7 @@ def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = T
 
     ``train(model="resnet18")`` or ``train(TrainConfig(...), epochs=5)``. ``data`` takes a
     ``DataSplits`` already loaded (to train many models on one split); otherwise ``config.data`` is
-    loaded. ``on_epoch_end(record)`` is called after each epoch's checkpoint is written.
+    loaded. ``on_epoch_end(record)`` is called after each epoch, its checkpoints queued for writing.
     Raises :class:`TrainingDiverged` on a NaN/inf loss, :class:`UserError` for bad options.
     """
     if isinstance(data, (str, os.PathLike)):  # train(model=..., data="digits") names the source
@@ -295,15 +296,21 @@ class _Run:
     best_state: Optional[dict] = None
     images_trained: int = 0  # by this call, for its throughput
     time_training: float = 0.0
+    writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
 
-    def save(self, name: str, *, full: bool) -> None:
-        """Write a checkpoint of the epochs so far; ``full`` adds what resuming needs."""
-        state = _checkpoint_dict(
+    def checkpoint(self, *, full: bool) -> dict:
+        """A snapshot of the epochs so far; ``full`` adds what resuming needs (optimizer, RNG...)."""
+        return _checkpoint_dict(
             config=self.config, model_args=self.model_args, model=self.model, data=self.data,
             history=self.history, epoch=len(self.history), best_val_acc=self.best_val_acc,
             optimizer=self.optimizer if full else None, schedule=self.schedule if full else None,
             scaler=self.scaler if full else None)
-        ckpt.save_checkpoint(state, self.out_dir / name)
+
+    def save_epoch(self, improved: bool) -> None:
+        """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``."""
+        jobs = [(self.checkpoint(full=False), self.out_dir / "best.pt")] if improved else []
+        jobs.append((self.checkpoint(full=True), self.out_dir / "last.pt"))
+        self.writer.submit(jobs)
 
     def restore(self, saved: dict) -> None:
         """Continue from a ``last.pt``: weights, optimizer, schedule position, history, RNG."""
@@ -341,12 +348,11 @@ class _Run:
         return record
 
     def keep_if_best(self, record: dict) -> bool:
-        """Remember (and write ``best.pt`` for) a new best validation accuracy."""
+        """Remember the weights of a new best validation accuracy (``save_epoch`` writes best.pt)."""
         if record["val_acc"] <= self.best_val_acc:
             return False
         self.best_val_acc, self.best_epoch = record["val_acc"], record["epoch"]
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        self.save("best.pt", full=False)  # weights only: best.pt is for using the model, not resuming
         return True
 
 
@@ -427,7 +433,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
             record = run.run_epoch(epoch, progress)
             improved = run.keep_if_best(record)
             epochs_since_best = 0 if improved else epochs_since_best + 1
-            run.save("last.pt", full=True)
+            run.save_epoch(improved)
             write_history(out_dir, run.history, config.to_dict())
             log(_epoch_line(record, config.epochs, improved))
             if on_epoch_end is not None:
@@ -436,7 +442,9 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
                 stopped_reason = "early_stopping"
                 log(f"early stopping: no better validation accuracy for {config.patience} epochs")
                 break
+        run.writer.wait()
     except _NonFinite as err:
+        run.writer.wait()  # the last good epoch's checkpoint finishes; nothing of the bad one is saved
         _finish_files(out_dir, run.history, config, run.best_epoch, "diverged")
         kept = (f"{out_dir / 'last.pt'} (epoch {len(run.history)})" if run.history
                 else "no checkpoint (no epoch completed)")
@@ -446,6 +454,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
             "a longer --warmup, or --optimizer adamw") from None
     except KeyboardInterrupt:
         stopped_reason = "interrupted"
+        run.writer.wait()  # the last completed epoch is on disk before we say so
         _report_interruption(log, run, epoch)
 
     _finish_files(out_dir, run.history, config, run.best_epoch, stopped_reason)
