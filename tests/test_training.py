@@ -32,8 +32,10 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 
 def test_short_run_learns_and_writes_every_artefact(tmp_path):
+    threads = torch.get_num_threads()
     result = train(epochs=4, out_dir=str(tmp_path), **TINY)
 
+    assert torch.get_num_threads() == threads  # threads=1 applied to the run only
     assert result.stopped_reason == "completed"
     assert len(result.history) == 4
     assert result.best_val_acc >= 0.75, result.history  # 4 balanced classes: chance is 0.25
