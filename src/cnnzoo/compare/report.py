@@ -98,6 +98,7 @@ def write_report(out_dir: Path, records: list[dict], meta: dict) -> dict[str, Pa
 
 def markdown_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str:
     parts = [f"# {meta.get('title', 'cnnzoo comparison')}", "", _setting_line(meta), ""]
+    parts += [" ".join(meta.get("notes", [])), ""] if meta.get("notes") else []
     parts += ["## Verdict", ""] + [f"- {line}" for line in verdict(records)]
     parts += ["", f"_{TRADE_OFF_RULE}_", "", "## Results", "", markdown_table(records), "", f"_{UNITS_NOTE}_", ""]
     parts += _pareto_lines(records)
@@ -170,6 +171,7 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
            f"<title>{esc(meta.get('title', 'cnnzoo comparison'))}</title>", f"<style>{_CSS}</style>",
            "</head>", "<body>", f"<h1>{esc(meta.get('title', 'cnnzoo comparison'))}</h1>",
            f"<p>{_md_bold_to_html(esc(_setting_line(meta)))}</p>",
+           *(f'<p class="note">{esc(note)}</p>' for note in meta.get("notes", [])),
            "<h2>Verdict</h2>", '<ul class="verdict">']
     out += [f"<li>{esc(line)}</li>" for line in verdict(records)]
     out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>", '<div class="table-wrap">', "<table>"]

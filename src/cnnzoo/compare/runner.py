@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
+from cnnzoo.compare.plan import (FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, DefaultPlan, batch_size_for,
+                                 choose_plan, plans_table, training_defaults)
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.errors import UserError
@@ -112,11 +113,15 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
         log(plan.describe())
     if epochs is None and time_budget_s is None:
         epochs = plan.epochs
+    user_options = set(train_options)
+    if "batch_size" not in train_options:
+        train_options = {**train_options, "batch_size": batch_size_for(len(splits.train))}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
-    meta = _meta(splits, data, seed, epochs, time_budget_s, train_options, plan if models is None else None)
-    shared["epochs"] = epochs
+    meta = _meta(splits, data, seed, epochs, time_budget_s, train_options, plan if models is None else None,
+                 user_set=user_options)
+    shared.update(epochs=epochs, batch_size=train_options["batch_size"])
 
     records: list[dict] = []
     paths: dict[str, Path] = {}
@@ -170,6 +175,11 @@ def _check_values(shared: dict) -> None:
     make_config(model="any", **shared)  # the model name is checked separately, by parse_entries
 
 
+def _training_settings(entry: ModelEntry, shared: dict) -> dict:
+    """The shared settings plus this model's family defaults (see plan.FAMILY_TRAINING)."""
+    return {**shared, **training_defaults(get_model_info(entry.model).family, shared)}
+
+
 def _settings(entry: ModelEntry, splits, shared: dict) -> dict:
     """Everything that decides this model's numbers; a re-run retrains when any of it changed."""
     return jsonable({
@@ -177,7 +187,7 @@ def _settings(entry: ModelEntry, splits, shared: dict) -> dict:
         "data": {"source": str(splits.source), "train_images": len(splits.train),
                  "val_images": len(splits.val) if splits.val is not None else 0,
                  "classes": list(splits.class_names), "image_size": splits.image_size},
-        **shared,
+        **_training_settings(entry, shared),
     })
 
 
@@ -209,7 +219,8 @@ def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path, c
         # trainer (rightly) refuses to write over a folder that holds a run.
         shutil.rmtree(run_dir)
     config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
-                         resume=resume, image_size=splits.image_size, cache_dir=cache_dir, **shared)
+                         resume=resume, image_size=splits.image_size, cache_dir=cache_dir,
+                         **_training_settings(entry, shared))
     result = train(config, data=splits, progress=progress)
     if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
         raise KeyboardInterrupt
@@ -294,7 +305,7 @@ def _finished_line(k: int, n: int, record: dict) -> str:
             f"(epoch {record['best_epoch']}), {record['train_time_s']:.1f} s")
 
 
-def _meta(splits, data, seed, epochs, time_budget_s, train_options, plan) -> dict:
+def _meta(splits, data, seed, epochs, time_budget_s, train_options, plan, user_set) -> dict:
     meta = {
         "title": "cnnzoo comparison",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -305,6 +316,15 @@ def _meta(splits, data, seed, epochs, time_budget_s, train_options, plan) -> dic
         "settings": jsonable({"seed": seed, "epochs": epochs, "time_budget_s": time_budget_s,
                               **train_options}),
     }
+    meta["notes"] = [
+        f"Batch size {train_options.get('batch_size')} for every model"
+        + ("" if "batch_size" in user_set else f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} "
+                                                 "optimizer steps per epoch)") + ".",
+        "Per-family training defaults, used unless --optimizer or --lr is given: "
+        + "; ".join(f"{family}: {options}" for family, options in FAMILY_TRAINING.items())
+        + ". Other families use cnnzoo train's defaults (the resolved settings of each run are in "
+          "results.json, train_config).",
+    ]
     if plan is not None:
         meta["plan"] = {"name": plan.name, "models": list(plan.models), "epochs": plan.epochs,
                         "note": plan.describe(), "table": plans_table()}
