@@ -185,3 +185,26 @@ def test_bad_training_option_is_refused_before_loading_data(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "lr must be a number more than zero" in err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_an_interrupted_model_continues_from_its_checkpoint(two_models, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(two_models[1], out)
+    doc = json.loads((out / "results.json").read_text())
+    finished = doc["models"][1]
+    doc["models"][1] = {k: finished[k] for k in ("name", "slug", "model", "model_args", "settings")}
+    doc["models"][1].update(status="interrupted", reason="stopped by Ctrl-C while training")
+    (out / "results.json").write_text(json.dumps(doc))
+    resumed = []
+    real_train = cnnzoo.training.train
+
+    def recording(config, **kw):
+        resumed.append((config.model, config.resume))
+        return real_train(config, **kw)
+
+    monkeypatch.setattr(cnnzoo.training, "train", recording)
+    result = compare(MODELS, out_dir=out, **FAST)
+    # Its last.pt already holds both epochs, so resuming trains nothing and gives back the same run.
+    assert resumed == [("mobilenet_v2", True)]
+    assert result.records[1]["status"] == "done"
+    assert result.records[1]["history"] == finished["history"]
