@@ -141,6 +141,8 @@ class _NonFinite(Exception):
 
 
 def _train_one_epoch(model, loader, optimizer, schedule, scaler, config, device, bar) -> dict:
+    """One pass over ``loader``: loss, accuracy and throughput. Raises ``_NonFinite`` on a NaN/inf
+    loss before the step that would spread it is taken (on GPU, within ``NAN_CHECK_EVERY`` steps)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
