@@ -111,17 +111,13 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
         entries = parse_entries(plan.models)
         log(plans_table())
         log(plan.describe())
-    if epochs is None and time_budget_s is None:
-        epochs = plan.epochs
-    user_options = set(train_options)
-    if "batch_size" not in train_options:
-        train_options = {**train_options, "batch_size": batch_size_for(len(splits.train))}
+    # The budget and batch size every model shares: the user's, else sized to the data.
+    shared.update(epochs=plan.epochs if epochs is None and time_budget_s is None else epochs,
+                  batch_size=train_options.get("batch_size") or batch_size_for(len(splits.train)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
-    meta = _meta(splits, data, seed, epochs, time_budget_s, train_options, plan if models is None else None,
-                 user_set=user_options)
-    shared.update(epochs=epochs, batch_size=train_options["batch_size"])
+    meta = _meta(splits, shared, plan if models is None else None, user_options=set(train_options))
 
     records: list[dict] = []
     paths: dict[str, Path] = {}
@@ -305,26 +301,26 @@ def _finished_line(k: int, n: int, record: dict) -> str:
             f"(epoch {record['best_epoch']}), {record['train_time_s']:.1f} s")
 
 
-def _meta(splits, data, seed, epochs, time_budget_s, train_options, plan, user_set) -> dict:
+def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) -> dict:
+    """What the report says about the whole comparison: data, shared settings, how they were chosen."""
+    batch_note = "" if "batch_size" in user_options else (
+        f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
     meta = {
         "title": "cnnzoo comparison",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "data": {"source": str(data), "num_classes": len(splits.class_names),
+        "data": {"source": str(shared["data"]), "num_classes": len(splits.class_names),
                  "class_names": list(splits.class_names), "train_images": len(splits.train),
                  "val_images": len(splits.val) if splits.val is not None else 0,
                  "image_size": splits.image_size},
-        "settings": jsonable({"seed": seed, "epochs": epochs, "time_budget_s": time_budget_s,
-                              **train_options}),
+        "settings": jsonable(shared),
+        "notes": [
+            f"Batch size {shared['batch_size']} for every model{batch_note}.",
+            "Per-family training defaults, used unless --optimizer or --lr is given: "
+            + "; ".join(f"{family}: {options}" for family, options in FAMILY_TRAINING.items())
+            + ". Other families use cnnzoo train's defaults (each run's resolved settings are in "
+              "results.json, train_config).",
+        ],
     }
-    meta["notes"] = [
-        f"Batch size {train_options.get('batch_size')} for every model"
-        + ("" if "batch_size" in user_set else f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} "
-                                                 "optimizer steps per epoch)") + ".",
-        "Per-family training defaults, used unless --optimizer or --lr is given: "
-        + "; ".join(f"{family}: {options}" for family, options in FAMILY_TRAINING.items())
-        + ". Other families use cnnzoo train's defaults (the resolved settings of each run are in "
-          "results.json, train_config).",
-    ]
     if plan is not None:
         meta["plan"] = {"name": plan.name, "models": list(plan.models), "epochs": plan.epochs,
                         "note": plan.describe(), "table": plans_table()}
