@@ -208,3 +208,24 @@ def test_an_interrupted_model_continues_from_its_checkpoint(two_models, tmp_path
     assert resumed == [("mobilenet_v2", True)]
     assert result.records[1]["status"] == "done"
     assert result.records[1]["history"] == finished["history"]
+
+
+def test_ctrl_c_caught_by_the_trainer_still_stops_the_comparison(two_models, tmp_path, monkeypatch):
+    # The trainer catches Ctrl-C itself (to keep its checkpoint) and returns early; compare must
+    # still stop, mark the model interrupted, and resume it next time.
+    out = tmp_path / "out"
+    shutil.copytree(two_models[1], out)
+    real_train = cnnzoo.training.train
+
+    def ctrl_c_after_first_epoch(config, **kw):
+        def press_ctrl_c(record):
+            raise KeyboardInterrupt
+
+        return real_train(config, on_epoch_end=press_ctrl_c, **kw)
+
+    monkeypatch.setattr(cnnzoo.training, "train", ctrl_c_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        compare([*MODELS, "resnet18:width_mult=0.25"], out_dir=out, **FAST)
+    doc = json.loads((out / "results.json").read_text())
+    assert [m["status"] for m in doc["models"]] == ["done", "done", "interrupted"]
+    assert (out / "resnet18-width_mult-0.25" / "last.pt").is_file()

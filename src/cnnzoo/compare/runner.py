@@ -316,7 +316,9 @@ def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) 
         "notes": [
             f"Batch size {shared['batch_size']} for every model{batch_note}.",
             "Per-family training defaults, used unless --optimizer or --lr is given: "
-            + "; ".join(f"{family}: {options}" for family, options in FAMILY_TRAINING.items())
+            + "; ".join(f"{family}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                                  for k, v in options.items())
+                        for family, options in FAMILY_TRAINING.items())
             + ". Other families use cnnzoo train's defaults (each run's resolved settings are in "
               "results.json, train_config).",
         ],
