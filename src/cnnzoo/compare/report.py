@@ -152,8 +152,7 @@ h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-botto
 .table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-th:first-child { text-align: left; }
-th { background: #f3f3f3; } td.name, td.status { text-align: left; }
+th { background: #f3f3f3; } .name, .status { text-align: left; }
 tr.failed td, tr.interrupted td { background: #fdecea; }
 tr.front td.name { font-weight: bold; }
 .verdict li { margin: 0.3em 0; } .note { color: #555; font-size: 0.9em; }
@@ -176,11 +175,13 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
     out += [f"<li>{esc(line)}</li>" for line in verdict(records)]
     out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>", '<div class="table-wrap">', "<table>"]
     rows = table_rows(records)
-    out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0]) + "</tr>")
+    text_columns = ["name", "status"] + [""] * (len(rows[0]) - 2)  # left-aligned; numbers go right
+    out.append("<tr>" + "".join(f'<th class="{cls}">{esc(h)}</th>' if cls else f"<th>{esc(h)}</th>"
+                                for h, cls in zip(rows[0], text_columns)) + "</tr>")
     for record, row in zip(records, rows[1:]):
         classes = [record.get("status", "")] + (["front"] if record["name"] in front else [])
         cells = "".join(f'<td class="{cls}">{esc(c)}</td>' if cls else f"<td>{esc(c)}</td>"
-                        for c, cls in zip(row, ["name", "status"] + [""] * (len(row) - 2)))
+                        for c, cls in zip(row, text_columns))
         out.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')
     out += ["</table>", "</div>", f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
     pareto = _pareto_lines(records)
