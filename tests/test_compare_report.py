@@ -179,3 +179,11 @@ def test_small_data_gets_smaller_batches_and_vgg_its_own_optimiser():
     assert training_defaults("vgg", {}) == {"optimizer": "adamw", "lr": 1e-4}
     assert training_defaults("vgg", {"lr": 0.01}) == {}   # the user's choice wins
     assert training_defaults("resnet", {}) == {}
+
+
+def test_default_output_folder_is_a_safe_name_per_data_source():
+    from cnnzoo.cli.compare_cmd import default_out_dir
+
+    assert str(default_out_dir("digits")) == "runs/compare-digits"
+    assert str(default_out_dir("/data/flowers-mini/")) == "runs/compare-flowers-mini"
+    assert str(default_out_dir("synthetic:classes=3,n=36")) == "runs/compare-synthetic-classes-3-n-36"

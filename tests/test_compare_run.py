@@ -229,3 +229,13 @@ def test_ctrl_c_caught_by_the_trainer_still_stops_the_comparison(two_models, tmp
     doc = json.loads((out / "results.json").read_text())
     assert [m["status"] for m in doc["models"]] == ["done", "done", "interrupted"]
     assert (out / "resnet18-width_mult-0.25" / "last.pt").is_file()
+
+
+def test_time_budget_replaces_epochs(tmp_path):
+    # A budget far below one epoch: the trainer finishes the first epoch, then stops (it checks
+    # the budget at epoch boundaries), so the run has one epoch and says why it stopped.
+    result = compare(MODELS[:1], out_dir=tmp_path, **{**FAST, "epochs": None, "time_budget_s": 0.001})
+    record = result.records[0]
+    assert record["status"] == "done" and record["epochs_run"] == 1
+    assert record["stopped_reason"] == "time_budget" and record["settings"]["time_budget_s"] == 0.001
+    assert "min per model" in (tmp_path / "report.md").read_text()

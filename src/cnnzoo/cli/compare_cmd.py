@@ -64,8 +64,11 @@ TRAINING_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "warmup_epochs"
 
 
 def default_out_dir(data: str) -> Path:
+    """``runs/compare-<data name>``: the same command always finds (and resumes) the same folder."""
+    from cnnzoo.compare.results import model_slug
+
     name = Path(data.rstrip("/\\")).name or "data"
-    return Path("runs") / f"compare-{name}"
+    return Path("runs") / f"compare-{model_slug(name)}"
 
 
 def run(args: argparse.Namespace) -> int:
