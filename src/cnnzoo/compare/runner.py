@@ -265,10 +265,12 @@ def _measure(model, splits, config, latency: LatencySettings) -> dict:
     stats = cnnzoo.summary(model, input_size=input_size)
     channels_last = bool(getattr(config, "channels_last", False))
     batch = int(getattr(config, "batch_size", 1) or 1)
-    at_one = measure_latency(model, input_size, batch_size=1, repeats=latency.repeats,
-                             warmup=latency.warmup, device=device, channels_last=channels_last)
+    # The user's --threads holds for timing too (the trainer restores torch's own count when it ends).
+    threads = getattr(config, "threads", None)
+    at_one = measure_latency(model, input_size, batch_size=1, repeats=latency.repeats, warmup=latency.warmup,
+                             device=device, channels_last=channels_last, threads=threads)
     at_batch = measure_latency(model, input_size, batch_size=batch, repeats=latency.batch_repeats,
-                               warmup=1, device=device, channels_last=channels_last)
+                               warmup=1, device=device, channels_last=channels_last, threads=threads)
     return {
         "params": int(stats.total_params),
         "macs": int(stats.macs),
