@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 import pytest
 
 from cnnzoo.compare.analysis import best_trade_off, pareto_front, verdict
-from cnnzoo.compare.plan import PLANS, batch_size_for, choose_plan, training_defaults
+from cnnzoo.compare.plan import PLANS, choose_plan
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.errors import UserError
@@ -170,15 +170,6 @@ def test_plans_grow_with_the_data():
     assert choose_plan(50_000, 32).name == "medium"
     assert choose_plan(100_000, 224).name == "large"
     assert choose_plan(10, 16).epochs == PLANS[0].max_epochs
-
-
-def test_small_data_gets_smaller_batches_and_vgg_its_own_optimiser():
-    assert batch_size_for(1437) == 64   # digits: 22 steps per epoch at the trainer's default
-    assert batch_size_for(240) == 16    # flowers-mini: 15 steps instead of 3
-    assert batch_size_for(30) == 16     # never below 16
-    assert training_defaults("vgg", {}) == {"optimizer": "adamw", "lr": 1e-4}
-    assert training_defaults("vgg", {"lr": 0.01}) == {}   # the user's choice wins
-    assert training_defaults("resnet", {}) == {}
 
 
 def test_default_output_folder_is_a_safe_name_per_data_source():

@@ -16,15 +16,18 @@ from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint, train
 from cnnzoo.training import trainer as trainer_module
-from cnnzoo.training.config import resolve_config
+from cnnzoo.training.config import default_batch_size, family_training_defaults, resolve_config
 from cnnzoo.training.history import COLUMNS, read_history_csv
 from cnnzoo.training.optim import LRSchedule
 
 DATA = "synthetic:classes=4,n=256,size=16"
 # One thread: tiny convolutions gain nothing from two, and lose a lot when other processes
 # compete for the cores (OpenMP threads wait for each other).
-TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, progress=False, device="cpu", threads=1)
-CLI_TINY = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--quiet", "--device", "cpu", "--threads", "1"]
+# Batches of 64: 3 steps per epoch on the 204 training images (the NaN test counts on that).
+TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, data=DATA, progress=False, device="cpu", threads=1,
+            batch_size=64)
+CLI_TINY = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--quiet", "--device", "cpu", "--threads", "1",
+            "--batch-size", "64"]
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -205,8 +208,27 @@ def test_defaults_make_a_model_without_normalisation_use_adamw_and_warm_up():
     assert resolve_config(TrainConfig(model="any", data="digits"), num_train=1437, image_size=32,
                           model=WithNorm()).augment == "none"  # mirrored digits are not digits
     assert 10 <= normed.epochs <= 20  # digits-sized data: ~15 passes
-    assert resolve_config(TrainConfig(model="any", lr=0.3), num_train=50, image_size=32,
+    assert resolve_config(TrainConfig(model="any", batch_size=64), num_train=50, image_size=32,
                           model=WithNorm()).batch_size == 50 and plain.epochs == normed.epochs
+
+
+def test_small_data_gets_smaller_batches_and_vgg_its_own_optimiser():
+    assert default_batch_size(1437) == 64   # digits: 22 steps per epoch
+    assert default_batch_size(240) == 16    # flowers-mini: 15 steps instead of 3
+    assert default_batch_size(30) == 16     # never below 16
+    assert default_batch_size(50_000) == 128
+    vgg = TrainConfig(model="vgg11_bn")
+    assert family_training_defaults("vgg11_bn", vgg) == {"optimizer": "adamw", "lr": 1e-4}
+    assert family_training_defaults("vgg11_bn", TrainConfig(model="vgg11_bn", lr=0.01)) == {}  # the user's wins
+    assert family_training_defaults("resnet18", TrainConfig(model="resnet18")) == {}
+
+    class WithNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm2d(4)
+
+    resolved = resolve_config(vgg, num_train=240, image_size=64, model=WithNorm())
+    assert (resolved.optimizer, resolved.lr, resolved.batch_size) == ("adamw", 1e-4, 16)
 
 
 def test_schedule_warms_up_then_decays_to_zero():

@@ -75,3 +75,47 @@ def input_size(text: str) -> tuple[int, int, int]:
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,224,224) or one size, got {text!r}")
     return tuple(values)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    """The training options `train` and `compare` share, spelled the same in both. Left unset, each
+    takes the default for the data and model (see cnnzoo.training.config)."""
+    from cnnzoo.data import RESIZE_MODES
+    from cnnzoo.training.config import AUGMENTS, DEVICES, OPTIMIZERS, SCHEDULES
+
+    g = parser.add_argument_group(title)
+    g.add_argument("--batch-size", type=int, help="images per step (default: 64, smaller for small data)")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--warmup", type=float, dest="warmup_epochs", metavar="EPOCHS",
+                   help="linear warm-up length in epochs")
+    g.add_argument("--weight-decay", type=float, help="on convolution and linear weights only")
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--image-size", type=int, help="image side in pixels (default: the data set's own)")
+    g.add_argument("--resize", choices=RESIZE_MODES, default="shorter_crop",
+                   help="how folder images are brought to --image-size (default: shorter_crop)")
+    g.add_argument("--augment", choices=AUGMENTS)
+    g.add_argument("--patience", type=int, help="stop after this many epochs without a better val accuracy")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    g.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    g.add_argument("--seed", type=int, default=0, help="model init, data split, order, augmentation")
+    g.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation")
+    g.add_argument("--device", choices=DEVICES, default="auto")
+    g.add_argument("--threads", type=int, help="CPU threads for PyTorch (on a busy machine, 1 is often faster)")
+    g.add_argument("--cache-dir", help="where prepared image folders are cached (default ~/.cache/cnnzoo)")
+
+
+# TrainConfig fields that add_training_arguments sets, under the same names.
+TRAINING_FIELDS = ("batch_size", "lr", "optimizer", "schedule", "warmup_epochs", "weight_decay",
+                   "label_smoothing", "image_size", "resize", "augment", "patience", "channels_last", "amp",
+                   "seed", "val_fraction", "device", "threads", "cache_dir")
+
+
+def add_time_budget_argument(parser) -> None:
+    parser.add_argument("--time-budget", type=float, metavar="MIN",
+                        help="training minutes per model; stops at the first epoch boundary past it")
+
+
+def time_budget_seconds(args: argparse.Namespace):
+    return None if args.time_budget is None else args.time_budget * 60

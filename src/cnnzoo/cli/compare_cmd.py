@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from cnnzoo.cli import EXIT_FAILED, EXIT_OK
+from cnnzoo.cli.common import TRAINING_FIELDS, add_time_budget_argument, add_training_arguments, time_budget_seconds
 
 HELP = "train several models on the same data and compare them in one report"
 
@@ -29,38 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: digits)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="epochs per model (default: sized to the data)")
-    budget.add_argument("--time-budget", type=float, metavar="MIN",
-                        help="training minutes per model instead of a number of epochs")
-    parser.add_argument("--image-size", type=int, help="image side in pixels (default: the data's own)")
-    parser.add_argument("--resize", choices=("shorter_crop", "stretch", "pad"), default="shorter_crop",
-                        help="how folder images are brought to --image-size (default: shorter_crop)")
+    add_time_budget_argument(budget)
     parser.add_argument("--out", help="output folder (default: runs/compare-<data name>)")
     parser.add_argument("--show-plans", action="store_true",
                         help="print the default model sets and how one is chosen, then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    t = parser.add_argument_group("training options (the same for every model; unset = cnnzoo train's defaults)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float, help="peak learning rate")
-    t.add_argument("--optimizer", choices=("sgd", "adamw", "adam"))
-    t.add_argument("--schedule", choices=("cosine", "onecycle", "step", "none"))
-    t.add_argument("--warmup-epochs", type=float)
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--label-smoothing", type=float)
-    t.add_argument("--augment", choices=("none", "light", "standard"))
-    t.add_argument("--patience", type=int, help="early stopping after this many epochs without improvement")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-fraction", type=float, default=0.2)
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    t.add_argument("--threads", type=int, help="CPU threads for torch")
-    t.add_argument("--channels-last", action="store_true")
-    t.add_argument("--amp", action="store_true", help="mixed precision")
-    t.add_argument("--cache-dir", help="where prepared image folders are cached")
+    add_training_arguments(parser, "training options (the same for every model; unset = cnnzoo train's defaults)")
 
 
-# CLI flag -> TrainConfig field, passed on only when the user set it.
-TRAINING_OPTIONS = ("batch_size", "lr", "optimizer", "schedule", "warmup_epochs", "weight_decay",
-                    "label_smoothing", "augment", "patience", "device", "threads")
+# Options compare passes to compare() by name rather than as shared training options.
+OWN_OPTIONS = ("image_size", "resize", "seed", "val_fraction", "cache_dir")
 
 
 def default_out_dir(data: str) -> Path:
@@ -78,15 +57,15 @@ def run(args: argparse.Namespace) -> int:
     if args.show_plans:
         print(plans_table())
         return EXIT_OK
-    options = {k: getattr(args, k) for k in TRAINING_OPTIONS if getattr(args, k) is not None}
-    if args.channels_last:
-        options["channels_last"] = True
-    if args.amp:
-        options["amp"] = True
+    # Only what the user set, so every model keeps its own defaults for the rest.
+    options = {k: getattr(args, k) for k in TRAINING_FIELDS
+               if k not in OWN_OPTIONS and getattr(args, k) not in (None, False)}
+    if options.get("device") == "auto":
+        del options["device"]
     out_dir = Path(args.out) if args.out else default_out_dir(args.data)
     result = compare(
         args.models or None, data=args.data, epochs=args.epochs,
-        time_budget_s=args.time_budget * 60 if args.time_budget is not None else None,
+        time_budget_s=time_budget_seconds(args),
         image_size=args.image_size, out_dir=out_dir, seed=args.seed, val_fraction=args.val_fraction,
         cache_dir=args.cache_dir, resize=args.resize, progress=not args.no_progress, **options,
     )

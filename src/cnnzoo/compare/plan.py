@@ -48,38 +48,6 @@ PLANS = (
 )
 
 
-# Training settings per family, used unless the user sets --optimizer or --lr. Measured on
-# flowers-mini (240 train images, 64 px, batch 16, 25 epochs, seed 0): vgg16_bn with the trainer's
-# defaults (SGD, lr 0.00625) reached 33 % validation accuracy, AdamW at 1e-3 25 % (chance is 20 %),
-# AdamW at 1e-4 67 %. VGG's 100M-parameter classifier wants a small step; other families learn with
-# the trainer's defaults (mobilenet_v2 0.5: 55 % there; every family above 92 % on digits).
-FAMILY_TRAINING = {
-    "vgg": {"optimizer": "adamw", "lr": 1e-4},
-}
-
-# Small data gets smaller batches so that an epoch is still about this many optimizer steps: with
-# 240 images and the trainer's batch of 64, an epoch is 3 steps and nothing learns in 15 epochs
-# (flowers-mini: mobilenet_v2 0.5 stayed at 20 % = chance; 55 % with batches of 16).
-MIN_STEPS_PER_EPOCH = 15
-BATCH_SIZE_RANGE = (16, 64)
-
-
-def batch_size_for(train_images: int) -> int:
-    """The largest power of two giving at least MIN_STEPS_PER_EPOCH steps, within BATCH_SIZE_RANGE."""
-    low, high = BATCH_SIZE_RANGE
-    size = high
-    while size > low and train_images / size < MIN_STEPS_PER_EPOCH:
-        size //= 2
-    return size
-
-
-def training_defaults(family: str, user_options: dict) -> dict:
-    """The family's entry of FAMILY_TRAINING, unless the user chose the optimizer or learning rate."""
-    if "optimizer" in user_options or "lr" in user_options:
-        return {}
-    return dict(FAMILY_TRAINING.get(family, {}))
-
-
 def choose_plan(train_images: int, image_size: int) -> DefaultPlan:
     """The first plan in :data:`PLANS` whose pixel budget the data fits under, with its epochs set."""
     pixels = train_images * image_size * image_size

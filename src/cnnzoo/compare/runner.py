@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from cnnzoo.compare.plan import (FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, DefaultPlan, batch_size_for,
-                                 choose_plan, plans_table, training_defaults)
+from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.errors import UserError
@@ -98,6 +97,7 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
     Re-running with the same ``out_dir`` reuses the models already done with the same settings.
     """
     from cnnzoo.data import load_dataset
+    from cnnzoo.training.config import default_batch_size
 
     entries = parse_entries(models) if models else None
     _check_train_options(train_options)
@@ -113,7 +113,7 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
         log(plan.describe())
     # The budget and batch size every model shares: the user's, else sized to the data.
     shared.update(epochs=plan.epochs if epochs is None and time_budget_s is None else epochs,
-                  batch_size=train_options.get("batch_size") or batch_size_for(len(splits.train)))
+                  batch_size=train_options.get("batch_size") or default_batch_size(len(splits.train)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
@@ -172,8 +172,13 @@ def _check_values(shared: dict) -> None:
 
 
 def _training_settings(entry: ModelEntry, shared: dict) -> dict:
-    """The shared settings plus this model's family defaults (see plan.FAMILY_TRAINING)."""
-    return {**shared, **training_defaults(get_model_info(entry.model).family, shared)}
+    """The shared settings plus the training defaults of this model's family, which `cnnzoo train`
+    would apply anyway; they are written out so that changing them retrains the model."""
+    from cnnzoo.training import TrainConfig
+    from cnnzoo.training.config import family_training_defaults
+
+    config = TrainConfig(model=entry.model, optimizer=shared.get("optimizer"), lr=shared.get("lr"))
+    return {**shared, **family_training_defaults(entry.model, config)}
 
 
 def _settings(entry: ModelEntry, splits, shared: dict) -> dict:
@@ -304,6 +309,8 @@ def _finished_line(k: int, n: int, record: dict) -> str:
 
 
 def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) -> dict:
+    from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH
+
     """What the report says about the whole comparison: data, shared settings, how they were chosen."""
     batch_note = "" if "batch_size" in user_options else (
         f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
