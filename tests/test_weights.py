@@ -1,6 +1,5 @@
 """Loading weights: torchvision's (mapped onto our names, outputs equal), ours, and bad files."""
 import argparse
-import warnings
 
 import pytest
 import torch

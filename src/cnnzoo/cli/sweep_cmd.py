@@ -13,6 +13,7 @@ import os
 
 from cnnzoo.cli.common import float_list, int_list
 from cnnzoo.errors import UserError
+from cnnzoo.files import atomic_write_text
 
 HELP = "params and MACs over width multipliers x resolutions (MobileNet tables)"
 TAKES_MODEL_OVERRIDES = True  # e.g. --num-classes 10 --norm group
@@ -45,14 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         for filename, text in (("sweep.md", markdown + "\n"), ("sweep.csv", table_csv)):
-            _write_atomic(os.path.join(args.out, filename), text)
+            atomic_write_text(os.path.join(args.out, filename), text)
         png = plot_sweep(cells, os.path.join(args.out, "sweep.png"), args.model)
         print(f"wrote {os.path.join(args.out, 'sweep.md')}, sweep.csv and {png}")
     return 0
 
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -12,7 +12,8 @@ from typing import Callable
 
 from cnnzoo.compare.analysis import TRADE_OFF_RULE, format_count, pareto_front, verdict
 from cnnzoo.compare.plots import PLOTS, render_plots
-from cnnzoo.compare.results import atomic_write_bytes, atomic_write_text, csv_text, write_results_json
+from cnnzoo.compare.results import csv_text, write_results_json
+from cnnzoo.files import atomic_write_bytes, atomic_write_text
 
 UNITS_NOTE = (
     "MACs = multiply-adds per image at the training image size (FLOPs = 2 x MACs). "

@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from cnnzoo.data.splits import DataSplits, ImageSet
+from cnnzoo.files import atomic_write_text
 
 CACHE_FORMAT = "cnnzoo-data-cache"
 CACHE_VERSION = 1
@@ -29,9 +30,7 @@ def _temp_name(path: Path) -> Path:
 
 
 def _replace_json(path: Path, data: dict) -> None:
-    tmp = _temp_name(path)
-    tmp.write_text(json.dumps(data))  # compact: a file list can be long
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))  # compact: a file list can be long
 
 
 class CacheWriter:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 from cnnzoo.errors import UserError
+from cnnzoo.files import save_figure
 from cnnzoo.profiling.summary import summary
 
 
@@ -98,8 +98,5 @@ def plot_sweep(cells: Sequence[SweepCell], path: str, name: str = "") -> str:
     ax.set_title(f"{name} width x resolution sweep (labels: input px)".strip())
     ax.grid(alpha=0.3)
     ax.legend()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)  # a failed run never leaves half a PNG behind
+    save_figure(fig, path, dpi=120)
     return path

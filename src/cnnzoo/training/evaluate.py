@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.files import atomic_write_text, save_figure
 from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint
 from cnnzoo.training.trainer import pick_device
 
@@ -136,9 +137,7 @@ def _write_outputs(result: EvalResult, out_dir: Path, title: str) -> dict[str, s
     out_dir.mkdir(parents=True, exist_ok=True)
     png, metrics = out_dir / "confusion_matrix.png", out_dir / "metrics.json"
     plot_confusion_matrix(np.array(result.confusion_matrix), result.class_names, png, title)
-    tmp = metrics.with_name(metrics.name + ".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in result.to_dict().items() if k != "files"}, indent=2) + "\n")
-    os.replace(tmp, metrics)
+    atomic_write_text(metrics, json.dumps({k: v for k, v in result.to_dict().items() if k != "files"}, indent=2) + "\n")
     return {"confusion_matrix_png": str(png), "metrics_json": str(metrics)}
 
 
@@ -167,7 +166,4 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

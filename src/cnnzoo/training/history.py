@@ -3,30 +3,25 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Optional
+
+from cnnzoo.files import atomic_write_text, save_figure
 
 # Columns in the order a reader wants them; accuracies are fractions in [0, 1].
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time",
            "train_images_per_s", "elapsed")
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_history(out_dir: Path, history: list[dict[str, Any]], config: dict[str, Any],
                   extra: Optional[dict[str, Any]] = None) -> None:
     """``history.json`` (the resolved config beside the epochs) and ``history.csv`` (epochs only)."""
     payload = {"config": config, "epochs": history, **(extra or {})}
-    _write_text_atomically(out_dir / "history.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out_dir / "history.json", json.dumps(payload, indent=2) + "\n")
     lines = [",".join(COLUMNS)]
     for row in history:
         lines.append(",".join(_csv_cell(row.get(c)) for c in COLUMNS))
-    _write_text_atomically(out_dir / "history.csv", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
 
 
 def _csv_cell(value) -> str:
@@ -62,7 +57,4 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> N
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
