@@ -24,20 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from _folders import make_jpeg_folder  # a sibling file: the script's folder is on sys.path
 from cnnzoo.data import BatchLoader, load_dataset
 from cnnzoo.data.decode import IMAGE_EXTENSIONS
 from cnnzoo.data.folders import load_folder
-
-
-def make_folder(root: Path, classes: int = 5, per_class: int = 60) -> Path:
-    """Smooth random 320 x 240 JPEGs (about the size of the flower photos)."""
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((320, 240), Image.Resampling.BICUBIC).save(root / f"class{c}" / f"{i}.jpg")
-    return root
 
 
 def torchvision_loader(folder, size, augment, batch_size, workers, mean, std):
@@ -156,7 +146,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.folder or make_folder(Path(tmp) / "generated")
+        folder = args.folder or make_jpeg_folder(Path(tmp) / "generated", size=(320, 240))
         print(f"folder: {folder} ({len(image_paths(folder))} images), cpu cores: {os.cpu_count()}, "
               f"torch threads: {args.threads}, python {sys.version.split()[0]}")
         if not args.skip_loading:

@@ -26,25 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
+from _folders import make_jpeg_folder  # a sibling file: the script's folder is on sys.path
 from cnnzoo.data import load_dataset
 from cnnzoo.training import train
 
 MODELS = ("resnet18", "mobilenet_v2")
-
-
-def make_folder(root: Path, classes: int = 5, per_class: int = 60) -> Path:
-    """Smooth random 500 x 375 JPEGs (the size of most flower photos)."""
-    rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"class{c}").mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-            Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC).save(root / f"class{c}" / f"{i}.jpg")
-    return root
 
 
 def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, epochs: int, lr: float,
@@ -129,7 +117,7 @@ def main() -> None:
     pay_one_time_costs()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        folder = args.folder or make_folder(tmp / "folder")
+        folder = args.folder or make_jpeg_folder(tmp / "folder", size=(500, 375))
         cache = tmp / "cache"
         print(f"folder {folder}, {args.size} px, batch {args.batch_size}, {args.epochs} epochs, fp32, "
               f"{torch.get_num_threads()} torch threads")

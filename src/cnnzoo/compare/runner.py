@@ -339,11 +339,8 @@ def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) 
 
 
 def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
