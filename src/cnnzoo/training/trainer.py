@@ -300,18 +300,21 @@ class _Run:
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
 
-    def checkpoint(self, *, full: bool) -> dict:
-        """A snapshot of the epochs so far; ``full`` adds what resuming needs (optimizer, RNG...)."""
+    def checkpoint(self) -> dict:
+        """A snapshot of the epochs so far, with what resuming needs (optimizer, schedule, RNG...)."""
         return _checkpoint_dict(
             config=self.config, model_args=self.model_args, model=self.model, data=self.data,
             history=self.history, epoch=len(self.history), best_val_acc=self.best_val_acc,
-            optimizer=self.optimizer if full else None, schedule=self.schedule if full else None,
-            scaler=self.scaler if full else None)
+            optimizer=self.optimizer, schedule=self.schedule, scaler=self.scaler)
 
     def save_epoch(self, improved: bool) -> None:
         """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``."""
-        jobs = [(self.checkpoint(full=False), self.out_dir / "best.pt")] if improved else []
-        jobs.append((self.checkpoint(full=True), self.out_dir / "last.pt"))
+        last = self.checkpoint()
+        jobs = []
+        if improved:  # the same snapshot without the resume-only parts (no second copy of the weights)
+            best = {**last, "optimizer_state": None, "scheduler_state": None, "scaler_state": None}
+            jobs.append((best, self.out_dir / "best.pt"))
+        jobs.append((last, self.out_dir / "last.pt"))
         self.writer.submit(jobs)
 
     def restore(self, saved: dict) -> None:
