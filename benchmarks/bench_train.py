@@ -25,6 +25,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -36,20 +37,22 @@ MODELS = ("resnet18", "mobilenet_v2")
 
 
 def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, epochs: int, lr: float,
-                 channels_last: bool, out: Path) -> dict:
+                 channels_last: Optional[bool], out: Path) -> dict:
     data = load_dataset(str(folder), image_size=size, cache_dir=str(cache), val_fraction=0.2, progress=False)
     start = time.perf_counter()
     result = train(model=model, data=data, epochs=epochs, batch_size=batch, lr=lr, optimizer="sgd",
                    weight_decay=5e-4, label_smoothing=0.1, augment="light", warmup_epochs=0,
                    channels_last=channels_last, device="cpu", progress=False, out_dir=str(out))
+    channels_last = result.config.channels_last
     wall = time.perf_counter() - start
     images = sum(len(data.train) // batch * batch for _ in range(epochs))
     return {"images": images, "train_only_img_s": result.images_per_s, "end_to_end_img_s": images / wall,
+            "channels_last": channels_last,
             "num_train": len(data.train), "num_classes": data.num_classes, "mean": data.mean, "std": data.std}
 
 
 def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: int, lr: float,
-                      num_classes: int, mean, std, train_files: set) -> dict:
+                      num_classes: int, mean, std, train_files: set, channels_last: bool) -> dict:
     import torchvision
     from torchvision import datasets, transforms as T
 
@@ -62,6 +65,8 @@ def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: i
     dataset.imgs = dataset.samples
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
     net = getattr(torchvision.models, model)(num_classes=num_classes)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
     decay = [p for p in net.parameters() if p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0}],
@@ -72,7 +77,7 @@ def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: i
     start = time.perf_counter()
     for _ in range(epochs):
         for x, y in loader:
-            loss = criterion(net(x), y)
+            loss = criterion(net(x.contiguous(memory_format=layout)), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -108,7 +113,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--channels-last", action="store_true", help="cnnzoo side in NHWC")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                        help="cnnzoo side in NHWC (default: the trainer's default, NHWC on CPU)")
+    parser.add_argument("--reference-channels-last", action="store_true",
+                        help="torchvision's model and batches in NHWC too (not what a plain pipeline does; "
+                             "shows how much of the ratio the memory layout accounts for)")
     parser.add_argument("--threads", type=int, help="torch threads for both sides")
     args = parser.parse_args()
     if args.threads:
@@ -120,19 +129,22 @@ def main() -> None:
         folder = args.folder or make_jpeg_folder(tmp / "folder", size=(500, 375))
         cache = tmp / "cache"
         print(f"folder {folder}, {args.size} px, batch {args.batch_size}, {args.epochs} epochs, fp32, "
-              f"{torch.get_num_threads()} torch threads")
+              f"{torch.get_num_threads()} torch threads; torchvision side "
+              f"{'NHWC' if args.reference_channels_last else 'NCHW'}")
         print(f"{'model':<14} {'torchvision img/s':>18} {'cnnzoo img/s':>13} {'ratio':>6} "
-              f"{'cnnzoo train-only img/s':>24} {'ratio':>6}")
+              f"{'cnnzoo train-only img/s':>24} {'ratio':>6}  cnnzoo layout")
         for model in args.models.split(","):
             ours = bench_cnnzoo(model, folder, cache, args.size, args.batch_size, args.epochs, lr,
                                 args.channels_last, tmp / f"run-{model}")
             files = train_files_of(folder)
             ref = bench_torchvision(model, folder, args.size, args.batch_size, args.epochs, lr,
-                                    ours["num_classes"], ours["mean"], ours["std"], files)
+                                    ours["num_classes"], ours["mean"], ours["std"], files,
+                                    args.reference_channels_last)
             assert ref["images"] == ours["images"], (ref["images"], ours["images"])
             r = ref["end_to_end_img_s"]
             print(f"{model:<14} {r:>18.1f} {ours['end_to_end_img_s']:>13.1f} {ours['end_to_end_img_s'] / r:>5.2f}x "
-                  f"{ours['train_only_img_s']:>24.1f} {ours['train_only_img_s'] / r:>5.2f}x")
+                  f"{ours['train_only_img_s']:>24.1f} {ours['train_only_img_s'] / r:>5.2f}x  "
+                  f"{'NHWC' if ours['channels_last'] else 'NCHW'}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,62 @@ import pytest
 import torch
 from torch import nn
 
-from cnnzoo.layers import (BasicBlock, Bottleneck, ConvNormAct, DenseBlock, DenseLayer, DepthwiseSeparableConv,
+from cnnzoo.layers import (BasicBlock, Bottleneck, Conv2d, ConvNormAct, DenseBlock, DenseLayer, DepthwiseSeparableConv,
                            InceptionBlock, InceptionNaive, InvertedResidual, Transition, get_act_layer,
                            get_norm_layer, make_divisible)
 
 
 def n_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# (in, out, kernel, stride, padding, dilation, bias, input side): every case has an output of at most
+# 2x2 positions and >= 65,536 weights, so Conv2d computes its weight gradient as a matrix product.
+SMALL_OUTPUT_CASES = [
+    (128, 256, 3, 1, 1, 1, False, 2),   # ResNet's last stage at 64 px input
+    (128, 256, 3, 2, 1, 1, True, 4),    # stride 2, with a bias
+    (128, 256, 3, 1, 0, 1, True, 3),    # no padding: a 1x1 output
+    (128, 128, 3, 1, 2, 2, False, 2),   # dilated
+    (64, 128, (3, 5), 1, (1, 2), 1, False, 2),  # a rectangular kernel
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("cin, cout, k, stride, padding, dilation, bias, side", SMALL_OUTPUT_CASES)
+def test_small_output_conv_gradients_equal_nn_conv2d(cin, cout, k, stride, padding, dilation, bias, side,
+                                                     channels_last):
+    torch.manual_seed(0)
+    ours = Conv2d(cin, cout, k, stride, padding, dilation, bias=bias)
+    reference = nn.Conv2d(cin, cout, k, stride, padding, dilation, bias=bias)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(4, cin, side, side)
+    if channels_last:
+        ours, reference = (m.to(memory_format=torch.channels_last) for m in (ours, reference))
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert ours._takes_small_output_route(x)  # so this test checks the matrix-product gradient
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad_out = torch.randn_like(reference(x))
+    y_ours, y_ref = ours(x_ours), reference(x_ref)
+    torch.testing.assert_close(y_ours, y_ref, rtol=0, atol=0)  # the forward is PyTorch's own
+    y_ours.backward(grad_out)
+    y_ref.backward(grad_out)
+    torch.testing.assert_close(ours.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-5, atol=1e-5)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, reference.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_small_output_route_only_where_it_was_measured_faster():
+    conv = Conv2d(128, 256, 3, padding=1)
+    assert conv._takes_small_output_route(torch.randn(2, 128, 2, 2))
+    assert not conv._takes_small_output_route(torch.randn(2, 128, 3, 3))  # 9 output positions
+    assert not Conv2d(128, 256, 1)._takes_small_output_route(torch.randn(2, 128, 2, 2))  # 1x1 kernel
+    assert not Conv2d(16, 32, 3, padding=1)._takes_small_output_route(torch.randn(2, 16, 2, 2))  # small
+    assert not Conv2d(128, 256, 3, padding=1, groups=2)._takes_small_output_route(torch.randn(2, 128, 2, 2))
+    with torch.no_grad():
+        assert not conv._takes_small_output_route(torch.randn(2, 128, 2, 2))  # inference
+    conv.requires_grad_(False)
+    assert not conv._takes_small_output_route(torch.randn(2, 128, 2, 2))  # frozen
 
 
 def test_conv_norm_act_children_and_bias():

@@ -231,6 +231,20 @@ def test_small_data_gets_smaller_batches_and_vgg_its_own_optimiser():
     assert (resolved.optimizer, resolved.lr, resolved.batch_size) == ("adamw", 1e-4, 16)
 
 
+def test_channels_last_by_default_on_cpu_and_with_amp_on_cuda():
+    class WithNorm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = nn.BatchNorm2d(4)
+
+    def layout(device_type, **fields):
+        return resolve_config(TrainConfig(model="any", **fields), num_train=500, image_size=32,
+                              model=WithNorm(), device_type=device_type).channels_last
+
+    assert layout("cpu") is True and layout("cuda") is False and layout("cuda", amp=True) is True
+    assert layout("cpu", channels_last=False) is False  # the user's choice wins
+
+
 def test_schedule_warms_up_then_decays_to_zero():
     schedule = LRSchedule("cosine", peak_lr=1.0, total_steps=100, warmup_steps=10)
     lrs = [schedule.lr_at(s) for s in range(100)]

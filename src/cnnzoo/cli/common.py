@@ -97,7 +97,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, title: str) -> None:
                    help="how folder images are brought to --image-size (default: shorter_crop)")
     g.add_argument("--augment", choices=AUGMENTS)
     g.add_argument("--patience", type=int, help="stop after this many epochs without a better val accuracy")
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory layout (default: on for CPU, and for CUDA with --amp)")
     g.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
     g.add_argument("--seed", type=int, default=0, help="model init, data split, order, augmentation")
     g.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation")

@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.show_plans:
         print(plans_table())
         return EXIT_OK
-    # Only what the user set, so every model keeps its own defaults for the rest.
+    # Only what the user set (an unset option is None, or False for on/off flags that default to off),
+    # so every model keeps its own defaults for the rest. --no-channels-last is a False that was set.
     options = {k: getattr(args, k) for k in TRAINING_FIELDS
-               if k not in OWN_OPTIONS and getattr(args, k) not in (None, False)}
+               if k not in OWN_OPTIONS and getattr(args, k) is not None
+               and (getattr(args, k) is not False or k == "channels_last")}
     if options.get("device") == "auto":
         del options["device"]
     out_dir = Path(args.out) if args.out else default_out_dir(args.data)

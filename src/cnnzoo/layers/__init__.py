@@ -1,5 +1,5 @@
 """Building blocks, each a small ``nn.Module`` usable on its own."""
-from .conv import ConvNormAct
+from .conv import Conv2d, ConvNormAct
 from .dense import DenseBlock, DenseLayer, Transition
 from .factories import ACT_NAMES, NORM_NAMES, get_act_layer, get_norm_layer
 from .heads import ClassifierHead, MlpHead
@@ -10,7 +10,7 @@ from .residual import BasicBlock, Bottleneck
 from .separable import DepthwiseSeparableConv
 
 __all__ = [
-    "ConvNormAct", "DepthwiseSeparableConv", "InceptionNaive", "InceptionBlock", "BasicBlock",
+    "Conv2d", "ConvNormAct", "DepthwiseSeparableConv", "InceptionNaive", "InceptionBlock", "BasicBlock",
     "Bottleneck", "InvertedResidual", "DenseLayer", "DenseBlock", "Transition", "ClassifierHead",
     "MlpHead", "get_act_layer", "get_norm_layer", "make_act", "make_divisible", "init_weights_he",
     "ACT_NAMES", "NORM_NAMES",

@@ -1,11 +1,83 @@
-"""The conv -> norm -> activation block every family here is built from."""
+"""The convolution every model here uses, and the conv -> norm -> activation block built on it."""
 from __future__ import annotations
 
 from typing import Optional
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .factories import get_act_layer, get_norm_layer
+
+# When a convolution's output has at most this many positions (a 2x2 map or smaller, as in the last
+# stage of a ResNet at 64 px or 32 px), oneDNN's CPU weight-gradient kernel runs 4-10x slower than
+# the same sum done as one matrix product: 55 ms against 5 ms for a 512->512 3x3 conv at batch 64
+# and a 1x1 map on two cores (`benchmarks/bench_conv_grad.py` measures every case). 1x1 kernels and
+# small weights are left to oneDNN: there the matrix product was measured no faster.
+SMALL_OUTPUT_POSITIONS = 4
+SMALL_OUTPUT_MIN_WEIGHTS = 65536
+
+
+class _SmallOutputConv2d(torch.autograd.Function):
+    """``F.conv2d`` whose weight gradient is computed as unfold + matmul instead of by oneDNN.
+
+    Forward and input gradient are PyTorch's own kernels; only the weight gradient's route differs,
+    and it is the same sum over batch and output positions (equal up to float rounding order).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, dilation)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, stride, padding, dilation, False, [0, 0], 1,
+                [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            out_channels = weight.shape[0]
+            cols = F.unfold(x, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)
+            batch, patch, positions = cols.shape          # patch = in_channels * kh * kw
+            grad_rows = grad_out.reshape(batch, out_channels, positions).transpose(0, 1)
+            grad_weight = (grad_rows.reshape(out_channels, batch * positions)
+                           @ cols.transpose(1, 2).reshape(batch * positions, patch)).view(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum((0, 2, 3))
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters, same state dict) that, when training on the CPU, takes a faster
+    route for the weight gradient of convolutions with a tiny output map (see ``SMALL_OUTPUT_POSITIONS``).
+    Everywhere else (GPU, inference, TorchScript, tracing, export) it is exactly ``nn.Conv2d``.
+    """
+
+    def forward(self, input):
+        if torch.jit.is_scripting():
+            return self._conv_forward(input, self.weight, self.bias)
+        if self._takes_small_output_route(input):
+            return _SmallOutputConv2d.apply(input, self.weight, self.bias, self.stride, self.padding,
+                                            self.dilation)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    @torch.jit.unused
+    def _takes_small_output_route(self, input):
+        if (input.device.type != "cpu" or not self.weight.requires_grad or not torch.is_grad_enabled()
+                or self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str)
+                or self.kernel_size == (1, 1) or self.weight.numel() < SMALL_OUTPUT_MIN_WEIGHTS
+                or input.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+            return False
+        positions = 1
+        for size, k, s, p, d in zip(input.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation):
+            positions *= (size + 2 * p - d * (k - 1) - 1) // s + 1
+        return positions <= SMALL_OUTPUT_POSITIONS
 
 
 class ConvNormAct(nn.Sequential):
@@ -25,8 +97,8 @@ class ConvNormAct(nn.Sequential):
         if bias is None:
             bias = norm_layer is None
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
-                              dilation=dilation, groups=groups, bias=bias)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                           dilation=dilation, groups=groups, bias=bias)
         if norm_layer is not None:
             self.norm = norm_layer(out_channels)
         if act_layer is not None:

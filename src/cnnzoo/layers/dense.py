@@ -6,6 +6,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .conv import Conv2d
 from .factories import get_norm_layer
 from .helpers import make_act
 
@@ -28,11 +29,11 @@ class DenseLayer(nn.Module):
         if norm_layer:
             self.norm1 = norm_layer(in_channels)
         self.act1 = make_act(act)
-        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=bias)
+        self.conv1 = Conv2d(in_channels, width, 1, bias=bias)
         if norm_layer:
             self.norm2 = norm_layer(width)
         self.act2 = make_act(act)
-        self.conv2 = nn.Conv2d(width, growth_rate, 3, padding=1, bias=bias)
+        self.conv2 = Conv2d(width, growth_rate, 3, padding=1, bias=bias)
 
     def forward(self, x):
         x = self.conv1(self.act1(self.norm1(x) if hasattr(self, "norm1") else x))
@@ -62,7 +63,7 @@ class Transition(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, norm="batch", act="relu", bias: bool = False):
         super().__init__(OrderedDict(_norm_act(norm, act, in_channels) + [
-            ("conv", nn.Conv2d(in_channels, out_channels, 1, bias=bias)),
+            ("conv", Conv2d(in_channels, out_channels, 1, bias=bias)),
             ("pool", nn.AvgPool2d(2, stride=2)),
         ]))
         self.out_channels = out_channels

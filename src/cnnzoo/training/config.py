@@ -51,7 +51,7 @@ class TrainConfig:
     image_size: Optional[int] = None            # side in pixels; default: the data set's own
     resize: str = "shorter_crop"                # how folder images are brought to image_size
     augment: Optional[str] = None               # none | light | standard
-    channels_last: bool = False                 # NHWC memory layout (often faster on GPU)
+    channels_last: Optional[bool] = None        # NHWC memory layout; default: on CPU, and with AMP on GPU
     amp: bool = False                           # mixed precision: bfloat16 on CPU, float16 on CUDA
     seed: int = 0                               # model init, data split, data order, augmentation
     out_dir: Optional[str] = None               # default: runs/<model>-<data>[-N]
@@ -180,8 +180,16 @@ def default_epochs(num_train: int) -> int:
     return int(min(60, max(8, math.ceil(20_000 / max(num_train, 1)))))
 
 
-def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn.Module) -> TrainConfig:
-    """Fill every ``None`` with the default for this data set size, image size and model."""
+def default_channels_last(device_type: str, amp: bool) -> bool:
+    """NHWC on the CPU, where oneDNN's convolutions run faster in it: training steps measured 1.05x to
+    1.5x faster for every family at 32 and 64 px on two cores (VGG16 at 64 px the one exception, 0.9x);
+    and on CUDA with mixed precision, where tensor cores want it. fp32 on CUDA keeps NCHW."""
+    return device_type == "cpu" or amp
+
+
+def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn.Module,
+                   device_type: str = "cpu") -> TrainConfig:
+    """Fill every ``None`` with the default for this data set size, image size, model and device."""
     normalised = has_normalization(model)
     batch_size = c.batch_size or default_batch_size(num_train)
     batch_size = min(batch_size, num_train)  # a folder smaller than a batch still trains
@@ -213,6 +221,8 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
         label_smoothing=0.1 if c.label_smoothing is None else c.label_smoothing,
         image_size=image_size,
         augment=c.augment or default_augment(c.data, image_size),
+        channels_last=(default_channels_last(device_type, c.amp) if c.channels_last is None
+                       else c.channels_last),
     )
 
 

@@ -395,7 +395,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
     model_args = _model_args_for(config, data)
     model = create_model(config.model, **model_args)
     if saved is None:
-        config = resolve_config(config, num_train=len(data.train), image_size=data.image_size, model=model)
+        config = resolve_config(config, num_train=len(data.train), image_size=data.image_size, model=model,
+                                device_type=device.type)
     config = TrainConfig.from_dict({**config.to_dict(), "out_dir": str(out_dir), "model_args": model_args})
     model.to(device)
     if config.channels_last:
