@@ -3,25 +3,34 @@
 Both sides train the same architecture (ours vs torchvision's) on the same image folder, at the
 same image size, batch size, precision (fp32), optimizer (SGD, Nesterov momentum 0.9, the same lr
 and weight decay), loss (cross-entropy, label smoothing 0.1) and augmentation (shift + flip), for
-the same number of epochs, so both process the same number of training images.
+the same number of epochs, and both validate on the same held-out files after every epoch (as the
+study notes' ``model.fit(validation_data=...)`` does), so both do the same work.
 
 - cnnzoo: ``cnnzoo.training.train`` on the folder, whose uint8 cache is prepared once beforehand
-  (that is the design: decode once, then train many epochs and many models from the cache).
-  Timed: the whole ``train`` call (it also validates and writes checkpoints each epoch), and the
-  training passes alone as ``train`` reports them.
-- torchvision: ``ImageFolder`` + ``DataLoader(num_workers=2, shuffle=True, drop_last=True)`` with
-  ``Resize(size) + CenterCrop(size) + RandomCrop(size, padding) + RandomHorizontalFlip + ToTensor +
-  Normalize``, and ``torchvision.models.<arch>(num_classes=...)``. Timed: the epochs' training loops
-  (data loading included: decoding happens there, in the workers), no validation.
+  (that is the design: decode once, then train many epochs and many models from the cache; the
+  one-time preparation is printed too). Timed: the whole ``train`` call, which besides training and
+  validating also writes ``best.pt``/``last.pt`` every epoch and the curves at the end (work the
+  reference does not do), and the training passes alone as ``train`` reports them.
+- torchvision: ``ImageFolder`` + ``DataLoader(num_workers=2)`` with ``Resize(size) + CenterCrop(size)
+  + RandomCrop(size, padding) + RandomHorizontalFlip + ToTensor + Normalize`` for training
+  (``shuffle=True, drop_last=True``) and ``Resize + CenterCrop + ToTensor + Normalize`` for
+  validation, and ``torchvision.models.<arch>(num_classes=...)`` in its default (NCHW) layout.
+  Timed: the epochs (training and validation, data loading included: decoding happens there, in
+  the workers), and the training loops alone.
+
+"end to end" = training images / wall time of all epochs; "training passes" = the same over the
+time spent in the training loops only.
 
     python benchmarks/bench_train.py --folder /work/shared/data/flowers-mini
     python benchmarks/bench_train.py                      # a generated folder of JPEGs
 
-On a shared machine absolute numbers are noisy: compare the ratios printed in one run.
+On a shared machine absolute numbers are noisy (10-20 % between runs of the same code here): compare
+the ratios printed in one run, and quote the median ratio over the rounds (``--rounds``).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +47,9 @@ MODELS = ("resnet18", "mobilenet_v2")
 
 def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, epochs: int, lr: float,
                  channels_last: Optional[bool], out: Path) -> dict:
+    start = time.perf_counter()
     data = load_dataset(str(folder), image_size=size, cache_dir=str(cache), val_fraction=0.2, progress=False)
+    prepare_s = time.perf_counter() - start  # decoding on the first model, a cache hit afterwards
     start = time.perf_counter()
     result = train(model=model, data=data, epochs=epochs, batch_size=batch, lr=lr, optimizer="sgd",
                    weight_decay=5e-4, label_smoothing=0.1, augment="light", warmup_epochs=0,
@@ -47,23 +58,31 @@ def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, e
     wall = time.perf_counter() - start
     images = sum(len(data.train) // batch * batch for _ in range(epochs))
     return {"images": images, "train_only_img_s": result.images_per_s, "end_to_end_img_s": images / wall,
-            "channels_last": channels_last,
+            "channels_last": channels_last, "prepare_s": prepare_s,
             "num_train": len(data.train), "num_classes": data.num_classes, "mean": data.mean, "std": data.std}
 
 
 def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: int, lr: float,
-                      num_classes: int, mean, std, train_files: set, channels_last: bool) -> dict:
+                      num_classes: int, mean, std, split_files: tuple[set, set], channels_last: bool) -> dict:
     import torchvision
     from torchvision import datasets, transforms as T
 
     transform = T.Compose([T.Resize(size), T.CenterCrop(size),
                            T.RandomCrop(size, padding=max(1, round(size / 8)), padding_mode="reflect"),
                            T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)])
-    dataset = datasets.ImageFolder(str(folder), transform=transform)
-    # Train on the very files cnnzoo trained on (its split), so both see the same images.
-    dataset.samples = [s for s in dataset.samples if Path(s[0]).resolve() in train_files]
-    dataset.imgs = dataset.samples
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
+    val_transform = T.Compose([T.Resize(size), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+
+    def split(transform, files: set):
+        # The very files cnnzoo trains and validates on (its split), so both see the same images.
+        dataset = datasets.ImageFolder(str(folder), transform=transform)
+        dataset.samples = [s for s in dataset.samples if Path(s[0]).resolve() in files]
+        dataset.imgs = dataset.samples
+        return dataset
+
+    train_files, val_files = split_files
+    loader = torch.utils.data.DataLoader(split(transform, train_files), batch_size=batch, shuffle=True,
+                                         num_workers=2, drop_last=True)
+    val_loader = torch.utils.data.DataLoader(split(val_transform, val_files), batch_size=batch, num_workers=2)
     net = getattr(torchvision.models, model)(num_classes=num_classes)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=layout)
@@ -72,27 +91,34 @@ def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: i
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0}],
                                 lr=lr, momentum=0.9, nesterov=True)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    net.train()
-    images = 0
+    images, train_time = 0, 0.0
     start = time.perf_counter()
     for _ in range(epochs):
+        net.train()
+        epoch_start = time.perf_counter()
         for x, y in loader:
             loss = criterion(net(x.contiguous(memory_format=layout)), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             images += len(y)
+        train_time += time.perf_counter() - epoch_start
+        net.eval()
+        correct = 0
+        with torch.inference_mode():
+            for x, y in val_loader:
+                correct += (net(x.contiguous(memory_format=layout)).argmax(1) == y).sum().item()
     wall = time.perf_counter() - start
-    return {"images": images, "end_to_end_img_s": images / wall}
+    return {"images": images, "end_to_end_img_s": images / wall, "train_only_img_s": images / train_time}
 
 
-def train_files_of(folder: Path, val_fraction: float = 0.2) -> set:
-    """The files cnnzoo puts in its training split (the data package's own split rule)."""
+def split_files_of(folder: Path, val_fraction: float = 0.2) -> tuple[set, set]:
+    """The files cnnzoo puts in its training and validation splits (the data package's own rule)."""
     from cnnzoo.data.folders import scan_folder
 
     root = folder.resolve()
     _, files = scan_folder(root, val_fraction)
-    return {(root / f.relpath).resolve() for f in files if f.split == 0}
+    return tuple({(root / f.relpath).resolve() for f in files if f.split == split} for split in (0, 1))
 
 
 def pay_one_time_costs() -> None:
@@ -119,6 +145,9 @@ def main() -> None:
                         help="torchvision's model and batches in NHWC too (not what a plain pipeline does; "
                              "shows how much of the ratio the memory layout accounts for)")
     parser.add_argument("--threads", type=int, help="torch threads for both sides")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measure each side this many times, alternating which goes first; "
+                             "prints every round and the medians")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -131,21 +160,44 @@ def main() -> None:
         print(f"folder {folder}, {args.size} px, batch {args.batch_size}, {args.epochs} epochs, fp32, "
               f"{torch.get_num_threads()} torch threads; torchvision side "
               f"{'NHWC' if args.reference_channels_last else 'NCHW'}")
-        print(f"{'model':<14} {'torchvision img/s':>18} {'cnnzoo img/s':>13} {'ratio':>6} "
-              f"{'cnnzoo train-only img/s':>24} {'ratio':>6}  cnnzoo layout")
+        print(f"{'':<20} {'end to end (img/s)':^30}  {'training passes (img/s)':^30}")
+        print(f"{'model':<20} {'torchvision':>11} {'cnnzoo':>8} {'ratio':>8}  {'torchvision':>11} {'cnnzoo':>8} "
+              f"{'ratio':>8}  cnnzoo layout, one-time decode")
         for model in args.models.split(","):
-            ours = bench_cnnzoo(model, folder, cache, args.size, args.batch_size, args.epochs, lr,
-                                args.channels_last, tmp / f"run-{model}")
-            files = train_files_of(folder)
-            ref = bench_torchvision(model, folder, args.size, args.batch_size, args.epochs, lr,
-                                    ours["num_classes"], ours["mean"], ours["std"], files,
-                                    args.reference_channels_last)
-            assert ref["images"] == ours["images"], (ref["images"], ours["images"])
-            r = ref["end_to_end_img_s"]
-            print(f"{model:<14} {r:>18.1f} {ours['end_to_end_img_s']:>13.1f} {ours['end_to_end_img_s'] / r:>5.2f}x "
-                  f"{ours['train_only_img_s']:>24.1f} {ours['train_only_img_s'] / r:>5.2f}x  "
-                  f"{'NHWC' if ours['channels_last'] else 'NCHW'}")
+            rows = []
+            for round_ in range(args.rounds):
+                # Alternate which side runs first, so a machine that slows down or speeds up during a
+                # round does not favour one side; the median over rounds is the figure to quote.
+                def run_ours(model=model, round_=round_):
+                    return bench_cnnzoo(model, folder, cache, args.size, args.batch_size, args.epochs, lr,
+                                        args.channels_last, tmp / f"run-{model}-{round_}")
 
+                def run_reference(ours, model=model):
+                    return bench_torchvision(model, folder, args.size, args.batch_size, args.epochs, lr,
+                                             ours["num_classes"], ours["mean"], ours["std"],
+                                             split_files_of(folder), args.reference_channels_last)
+
+                if round_ % 2 == 0 or not rows:
+                    ours = run_ours()
+                    ref = run_reference(ours)
+                else:
+                    ref = run_reference(rows[-1][1])
+                    ours = run_ours()
+                assert ref["images"] == ours["images"], (ref["images"], ours["images"])
+                rows.append((ref, ours))
+                print_row(f"{model}" + (f" #{round_ + 1}" if args.rounds > 1 else ""), ref, ours)
+            if args.rounds > 1:
+                e2e, passes = ([ours[key] / ref[key] for ref, ours in rows]
+                               for key in ("end_to_end_img_s", "train_only_img_s"))
+                print(f"{model + ' median ratio':<20} {'':>11} {'':>8} {statistics.median(e2e):>7.2f}x  {'':>11} "
+                      f"{'':>8} {statistics.median(passes):>7.2f}x  over {args.rounds} rounds")
+
+def print_row(label: str, ref: dict, ours: dict) -> None:
+    e2e = (ref["end_to_end_img_s"], ours["end_to_end_img_s"])
+    passes = (ref["train_only_img_s"], ours["train_only_img_s"])
+    print(f"{label:<20} {e2e[0]:>11.1f} {e2e[1]:>8.1f} {e2e[1] / e2e[0]:>7.2f}x  {passes[0]:>11.1f} "
+          f"{passes[1]:>8.1f} {passes[1] / passes[0]:>7.2f}x  "
+          f"{'NHWC' if ours['channels_last'] else 'NCHW'}, {ours['prepare_s']:.1f}s", flush=True)
 
 if __name__ == "__main__":
     main()
