@@ -57,6 +57,10 @@ def test_small_output_route_only_where_it_was_measured_faster():
     assert not Conv2d(128, 256, 3, padding=1, groups=2)._takes_small_output_route(torch.randn(2, 128, 2, 2))
     with torch.no_grad():
         assert not conv._takes_small_output_route(torch.randn(2, 128, 2, 2))  # inference
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not conv._takes_small_output_route(torch.randn(2, 128, 2, 2))  # --amp on the CPU
+        conv(torch.randn(2, 128, 2, 2)).float().sum().backward()  # and it still trains
+    assert conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
     conv.requires_grad_(False)
     assert not conv._takes_small_output_route(torch.randn(2, 128, 2, 2))  # frozen
 

@@ -68,6 +68,14 @@ def test_short_run_learns_and_writes_every_artefact(tmp_path):
     assert _states_equal(best["model_state"], result.model.state_dict())  # result.model = best weights
 
 
+def test_mixed_precision_on_the_cpu_trains(tmp_path):
+    # bfloat16 autocast through every layer, including the convolutions whose weight gradient
+    # Conv2d otherwise computes itself (TINY's last stage has a 1x1 output).
+    result = train(epochs=1, amp=True, out_dir=str(tmp_path), **TINY)
+    assert result.config.amp and len(result.history) == 1
+    assert math.isfinite(result.history[0]["train_loss"])
+
+
 def test_resume_after_interruption_reproduces_the_uninterrupted_weights(tmp_path):
     epochs = 3
     straight = train(epochs=epochs, out_dir=str(tmp_path / "straight"), **TINY)

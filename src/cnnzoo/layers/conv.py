@@ -56,7 +56,8 @@ class _SmallOutputConv2d(torch.autograd.Function):
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters, same state dict) that, when training on the CPU, takes a faster
     route for the weight gradient of convolutions with a tiny output map (see ``SMALL_OUTPUT_POSITIONS``).
-    Everywhere else (GPU, inference, TorchScript, tracing, export) it is exactly ``nn.Conv2d``.
+    Everywhere else (GPU, inference, mixed precision, TorchScript, tracing, export) it is exactly
+    ``nn.Conv2d``.
     """
 
     def forward(self, input):
@@ -72,7 +73,8 @@ class Conv2d(nn.Conv2d):
         if (input.device.type != "cpu" or not self.weight.requires_grad or not torch.is_grad_enabled()
                 or self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str)
                 or self.kernel_size == (1, 1) or self.weight.numel() < SMALL_OUTPUT_MIN_WEIGHTS
-                or input.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+                or input.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu")):  # mixed precision keeps PyTorch's own route
             return False
         positions = 1
         for size, k, s, p, d in zip(input.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation):
