@@ -18,7 +18,7 @@ from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save
 from cnnzoo.training import trainer as trainer_module
 from cnnzoo.training.config import default_batch_size, family_training_defaults, resolve_config
 from cnnzoo.training.history import COLUMNS, read_history_csv
-from cnnzoo.training.optim import LRSchedule
+from cnnzoo.training.optim import LRSchedule, build_optimizer, parameter_groups
 
 DATA = "synthetic:classes=4,n=256,size=16"
 # One thread: tiny convolutions gain nothing from two, and lose a lot when other processes
@@ -251,6 +251,29 @@ def test_channels_last_by_default_on_cpu_and_with_amp_on_cuda():
 
     assert layout("cpu") is True and layout("cuda") is False and layout("cuda", amp=True) is True
     assert layout("cpu", channels_last=False) is False  # the user's choice wins
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("sgd", lambda groups: torch.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True)),
+    ("adamw", lambda groups: torch.optim.AdamW(groups, lr=0.1)),
+    ("adam", lambda groups: torch.optim.Adam(groups, lr=0.1)),
+])
+def test_fused_optimizers_make_the_default_implementations_update(name, reference):
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    theirs = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    theirs.load_state_dict(ours.state_dict())
+    optimizer = build_optimizer(ours, name, lr=0.1, weight_decay=0.01)
+    assert optimizer.param_groups[0]["fused"]  # the CPU has fused kernels in every PyTorch we support
+    reference_optimizer = reference(parameter_groups(theirs, 0.01))
+    for _ in range(3):  # the same gradients on both sides each step
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        optimizer.step()
+        reference_optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_schedule_warms_up_then_decays_to_zero():
