@@ -239,3 +239,18 @@ def test_time_budget_replaces_epochs(tmp_path):
     assert record["status"] == "done" and record["epochs_run"] == 1
     assert record["stopped_reason"] == "time_budget" and record["settings"]["time_budget_s"] == 0.001
     assert "min per model" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("flag, expected", [((), None), (("--no-channels-last",), False),
+                                            (("--channels-last",), True)])
+def test_layout_flags_reach_the_trainer_and_unset_leaves_the_default(tmp_path, monkeypatch, flag, expected):
+    seen = []
+
+    def recording(config, **kw):
+        seen.append(config.channels_last)
+        from cnnzoo.training import TrainingDiverged
+        raise TrainingDiverged("stop here: only the options matter")
+
+    monkeypatch.setattr(cnnzoo.training, "train", recording)
+    _cli(["resnet18:width_mult=0.25"], tmp_path / "out", *flag)
+    assert seen == [expected]  # None: the trainer picks the layout for the device
