@@ -166,24 +166,8 @@ def main() -> None:
         for model in args.models.split(","):
             rows = []
             for round_ in range(args.rounds):
-                # Alternate which side runs first, so a machine that slows down or speeds up during a
-                # round does not favour one side; the median over rounds is the figure to quote.
-                def run_ours(model=model, round_=round_):
-                    return bench_cnnzoo(model, folder, cache, args.size, args.batch_size, args.epochs, lr,
-                                        args.channels_last, tmp / f"run-{model}-{round_}")
-
-                def run_reference(ours, model=model):
-                    return bench_torchvision(model, folder, args.size, args.batch_size, args.epochs, lr,
-                                             ours["num_classes"], ours["mean"], ours["std"],
-                                             split_files_of(folder), args.reference_channels_last)
-
-                if round_ % 2 == 0 or not rows:
-                    ours = run_ours()
-                    ref = run_reference(ours)
-                else:
-                    ref = run_reference(rows[-1][1])
-                    ours = run_ours()
-                assert ref["images"] == ours["images"], (ref["images"], ours["images"])
+                ref, ours = measure_round(args, model, round_, folder, cache, tmp / f"run-{model}-{round_}", lr,
+                                          data_facts=rows[0][1] if rows else None)
                 rows.append((ref, ours))
                 print_row(f"{model}" + (f" #{round_ + 1}" if args.rounds > 1 else ""), ref, ours)
             if args.rounds > 1:
@@ -192,12 +176,37 @@ def main() -> None:
                 print(f"{model + ' median ratio':<20} {'':>11} {'':>8} {statistics.median(e2e):>7.2f}x  {'':>11} "
                       f"{'':>8} {statistics.median(passes):>7.2f}x  over {args.rounds} rounds")
 
+def measure_round(args, model: str, round_: int, folder: Path, cache: Path, out: Path, lr: float,
+                  data_facts: Optional[dict]) -> tuple[dict, dict]:
+    """Both sides once. Even rounds run cnnzoo first, odd rounds the reference, so a machine that slows
+    down or speeds up during a round does not favour one side; the median over rounds is the figure
+    to quote. The reference takes the class count and normalisation from cnnzoo's data."""
+    def run_ours():
+        return bench_cnnzoo(model, folder, cache, args.size, args.batch_size, args.epochs, lr,
+                            args.channels_last, out)
+
+    def run_reference(facts):
+        return bench_torchvision(model, folder, args.size, args.batch_size, args.epochs, lr,
+                                 facts["num_classes"], facts["mean"], facts["std"], split_files_of(folder),
+                                 args.reference_channels_last)
+
+    if round_ % 2 == 0 or data_facts is None:
+        ours = run_ours()
+        ref = run_reference(ours)
+    else:
+        ref = run_reference(data_facts)
+        ours = run_ours()
+    assert ref["images"] == ours["images"], (ref["images"], ours["images"])
+    return ref, ours
+
+
 def print_row(label: str, ref: dict, ours: dict) -> None:
     e2e = (ref["end_to_end_img_s"], ours["end_to_end_img_s"])
     passes = (ref["train_only_img_s"], ours["train_only_img_s"])
     print(f"{label:<20} {e2e[0]:>11.1f} {e2e[1]:>8.1f} {e2e[1] / e2e[0]:>7.2f}x  {passes[0]:>11.1f} "
           f"{passes[1]:>8.1f} {passes[1] / passes[0]:>7.2f}x  "
           f"{'NHWC' if ours['channels_last'] else 'NCHW'}, {ours['prepare_s']:.1f}s", flush=True)
+
 
 if __name__ == "__main__":
     main()
