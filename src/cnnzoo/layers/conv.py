@@ -43,12 +43,20 @@ class _SmallOutputConv2d(torch.autograd.Function):
                 grad_out, x, weight, None, stride, padding, dilation, False, [0, 0], 1,
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            out_channels = weight.shape[0]
-            cols = F.unfold(x, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)
-            batch, patch, positions = cols.shape          # patch = in_channels * kh * kw
-            grad_rows = grad_out.reshape(batch, out_channels, positions).transpose(0, 1)
-            grad_weight = (grad_rows.reshape(out_channels, batch * positions)
-                           @ cols.transpose(1, 2).reshape(batch * positions, patch)).view(weight.shape)
+            out_channels, in_channels, kh, kw = weight.shape
+            cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
+            batch, _, positions = cols.shape              # cols: [batch, in_channels * kh * kw, positions]
+            grad_rows = (grad_out.reshape(batch, out_channels, positions).transpose(0, 1)
+                         .reshape(out_channels, batch * positions))
+            if weight.is_contiguous() or kh * kw == 1:
+                grad_weight = (grad_rows @ cols.transpose(1, 2).reshape(batch * positions, -1)).view(weight.shape)
+            else:
+                # NHWC weights: order each patch (kh, kw, in) so the product lands in the weight's own
+                # layout; otherwise autograd copies the whole gradient into it (3 ms of an 18 ms layer
+                # at batch 16), where permuting the patches costs a fraction of that.
+                patches = cols.view(batch, in_channels, kh * kw, positions).permute(0, 3, 2, 1)
+                grad_weight = (grad_rows @ patches.reshape(batch * positions, -1)
+                               ).view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum((0, 2, 3))
         return grad_x, grad_weight, grad_bias, None, None, None
