@@ -54,12 +54,11 @@ def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, e
     result = train(model=model, data=data, epochs=epochs, batch_size=batch, lr=lr, optimizer="sgd",
                    weight_decay=5e-4, label_smoothing=0.1, augment="light", warmup_epochs=0,
                    channels_last=channels_last, device="cpu", progress=False, out_dir=str(out))
-    channels_last = result.config.channels_last
     wall = time.perf_counter() - start
     images = sum(len(data.train) // batch * batch for _ in range(epochs))
     return {"images": images, "train_only_img_s": result.images_per_s, "end_to_end_img_s": images / wall,
-            "channels_last": channels_last, "prepare_s": prepare_s,
-            "num_train": len(data.train), "num_classes": data.num_classes, "mean": data.mean, "std": data.std}
+            "channels_last": result.config.channels_last, "prepare_s": prepare_s,
+            "num_classes": data.num_classes, "mean": data.mean, "std": data.std}
 
 
 def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: int, lr: float,
