@@ -7,7 +7,8 @@ from torch import nn
 
 import cnnzoo
 from cnnzoo import registry
-from cnnzoo.registry import ModelError, create_model, parse_model_spec, register_model
+from cnnzoo.factory import create_model
+from cnnzoo.registry import ModelError, parse_model_spec, register_model
 
 
 class TinyNet(nn.Module):
@@ -23,7 +24,6 @@ class TinyNet(nn.Module):
 
 @pytest.fixture
 def tiny_registered():
-    registry._ensure_models_imported()
     register_model("tiny_test_net", partial(TinyNet, width=4), family="test", paper="none",
                    input_size=(3, 8, 8))
     yield "tiny_test_net"

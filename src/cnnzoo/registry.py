@@ -1,8 +1,13 @@
 """One registry for every architecture: names -> builders, plus what a user needs to know about each.
 
 Model files register their variants at the bottom with :func:`register_model`; everything else
-(the CLI, training, comparison) resolves models only through :func:`create_model`, so no part of
-the tool outside ``cnnzoo.models`` knows any architecture.
+(the CLI, training, comparison) resolves models only through :func:`cnnzoo.factory.create_model`,
+so no part of the tool outside ``cnnzoo.models`` knows any architecture.
+
+This module imports no model file: the models import it to register, and the package
+(``cnnzoo/__init__.py``) imports ``cnnzoo.models``, so by the time anything can ask for a name
+every family is here. That keeps the import graph a ladder (registry < models < factory) with no
+circle through it.
 """
 from __future__ import annotations
 
@@ -71,15 +76,9 @@ def register_model(name: str, builder: Callable[..., nn.Module], *, family: str,
     return info
 
 
-def _ensure_models_imported() -> None:
-    # Importing the package registers every family (each model file registers at its bottom).
-    import cnnzoo.models  # noqa: F401
-
-
 def list_models(pattern: Optional[str] = None) -> list[str]:
     """Registered model names in natural order (resnet18 before resnet101); ``pattern`` is a
     shell-style wildcard such as ``'resnet*'``."""
-    _ensure_models_imported()
     names = sorted(_REGISTRY, key=_natural_key)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -91,7 +90,6 @@ def _natural_key(name: str) -> list:
 
 
 def get_model_info(name: str) -> ModelInfo:
-    _ensure_models_imported()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -111,23 +109,6 @@ def check_model_args(name: str, args: dict[str, Any]) -> None:
         if arg not in accepted:
             raise ModelError(f"model {name!r} takes no argument {arg!r}.{_suggest(arg, accepted)} "
                              f"Its arguments: {', '.join(accepted)}.")
-
-
-def create_model(name: str, *, weights: Optional[str] = None, **overrides: Any) -> nn.Module:
-    """Build a registered model. Overrides that are ``None`` are ignored, so a CLI flag left at its
-    default never replaces the model's own default.
-
-    ``weights`` is a path to a state dict: one of ours (a ``cnnzoo train`` checkpoint or a plain
-    state dict of this model) or one saved from torchvision's model of the same architecture.
-    """
-    info = get_model_info(name)
-    args = {k: v for k, v in overrides.items() if v is not None}
-    check_model_args(name, args)
-    if weights is None:
-        return info.builder(**args)
-    from cnnzoo.weights import load_weights_into  # local: keeps `import cnnzoo` light
-
-    return load_weights_into(info, args, weights)
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:

@@ -5,16 +5,14 @@ Files are read with ``torch.load(..., weights_only=True)``: a state dict is data
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from cnnzoo.checkpoint import check_version, is_checkpoint, read_torch_file
 from cnnzoo.registry import ModelError, ModelInfo
-
-CHECKPOINT_FORMAT = "cnnzoo-checkpoint"
 
 
 def load_weights_into(info: ModelInfo, args: dict[str, Any], path: str) -> nn.Module:
@@ -49,16 +47,11 @@ def load_weights_into(info: ModelInfo, args: dict[str, Any], path: str) -> nn.Mo
 
 def _read_state(info: ModelInfo, path: str) -> tuple[dict, dict]:
     """The state dict in ``path`` and the model arguments stored beside it (our checkpoints only)."""
-    if not os.path.isfile(path):
-        raise ModelError(f"weights file {path!r} does not exist; give the path to a state dict or a "
-                         "checkpoint written by `cnnzoo train`")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
-        raise ModelError(f"cannot read weights file {path!r} as a PyTorch state dict "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                         "Save weights with torch.save(model.state_dict(), path).") from None
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+    obj = read_torch_file(path, "weights file", error=ModelError,
+                          hint="give a state dict (torch.save(model.state_dict(), path)) or a "
+                               "checkpoint written by `cnnzoo train`")
+    if is_checkpoint(obj):
+        check_version(obj, path)
         saved_name = obj.get("model_name")
         if saved_name and saved_name != info.name:
             raise ModelError(f"{path!r} is a checkpoint of {saved_name!r}, not of {info.name!r}; "

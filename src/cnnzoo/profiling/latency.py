@@ -16,7 +16,9 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from cnnzoo.devices import num_threads, pick_device, synchronize
 from cnnzoo.errors import UserError
+from cnnzoo.factory import create_model
 from cnnzoo.profiling.counting import peak_live_tensor_bytes
 
 
@@ -50,35 +52,9 @@ class LatencyResult:
         return d
 
 
-def resolve_device(device: Union[str, torch.device]) -> torch.device:
-    """A ``torch.device``, with a clear error for a device this machine lacks."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise UserError(f"unknown device {device!r}: {err}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for, but CUDA is not available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"device {device!r} is not supported for timing; use cpu or cuda")
-    return dev
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-@contextmanager
-def _num_threads(threads: Optional[int]):
-    before = torch.get_num_threads()
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
+def resolve_device(device) -> torch.device:
+    """A device to time on: as :func:`cnnzoo.devices.pick_device` ("auto" included)."""
+    return pick_device(device)
 
 
 def _iqr(values: list[float]) -> float:
@@ -98,8 +74,6 @@ def measure_latency(model: Union[nn.Module, str], input_size=(3, 224, 224), batc
     ``threads`` sets torch's intra-op threads for the measurement only.
     """
     if isinstance(model, str):
-        from cnnzoo.registry import create_model
-
         model = create_model(model)
     if repeats < 1 or warmup < 0 or batch_size < 1:
         raise UserError(f"need repeats >= 1, warmup >= 0 and batch_size >= 1 "
@@ -111,15 +85,15 @@ def measure_latency(model: Union[nn.Module, str], input_size=(3, 224, 224), batc
     was_training = model.training
     model.eval()
     try:
-        with _num_threads(threads) as n_threads, torch.inference_mode():
+        with num_threads(threads) as n_threads, torch.inference_mode():
             for _ in range(warmup):
                 model(x)
-            _sync(dev)
+            synchronize(dev)
             times = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 model(x)
-                _sync(dev)
+                synchronize(dev)
                 times.append(time.perf_counter() - start)
             peak = _peak_memory(model, x, dev)
     finally:
@@ -134,7 +108,7 @@ def _peak_memory(model: nn.Module, x: torch.Tensor, dev: torch.device) -> int:
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
         model(x)
-        _sync(dev)
+        synchronize(dev)
         return int(torch.cuda.max_memory_allocated(dev))
     resident = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     return resident + x.numel() * x.element_size() + peak_live_tensor_bytes(model, x)
@@ -164,13 +138,13 @@ def measure_matmul_peak(device="cpu", size: int = 2048, repeats: int = 5,
     dev = resolve_device(device)
     a = torch.randn(size, size, device=dev)
     b = torch.randn(size, size, device=dev)
-    with _num_threads(threads), _matmul_precision_like_convs(dev), torch.inference_mode():
+    with num_threads(threads), _matmul_precision_like_convs(dev), torch.inference_mode():
         a @ b  # warm-up
-        _sync(dev)
+        synchronize(dev)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
             a @ b
-            _sync(dev)
+            synchronize(dev)
             times.append(time.perf_counter() - start)
     return 2 * size ** 3 / statistics.median(times) / 1e9

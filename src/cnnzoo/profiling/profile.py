@@ -27,7 +27,8 @@ def profile_models(names: Sequence[str], *, batch_sizes: Sequence[int] = (1,), i
     ``fraction_of_peak`` divides it by the GFLOP/s of a 2048x2048 fp32 matrix multiply measured
     on the same device in the same run.
     """
-    from cnnzoo.registry import create_model, get_model_info
+    from cnnzoo.factory import create_model
+    from cnnzoo.registry import get_model_info
 
     if not batch_sizes or min(batch_sizes) < 1:
         raise UserError(f"--batch-size needs positive integers, got {list(batch_sizes)}")

@@ -120,7 +120,8 @@ def _resolve_model(model_or_name, input_size, device, overrides):
         return model_or_name, type(model_or_name).__name__, tuple(input_size or (3, 224, 224))
     if not isinstance(model_or_name, str):
         raise UserError(f"summary() takes an nn.Module or a model name, got {type(model_or_name).__name__}")
-    from cnnzoo.registry import create_model, get_model_info
+    from cnnzoo.factory import create_model
+    from cnnzoo.registry import get_model_info
 
     name = model_or_name
     if input_size is None:

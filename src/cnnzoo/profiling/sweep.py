@@ -29,7 +29,8 @@ def sweep(name: str, width_mults: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
           resolutions: Sequence[int] = (224, 192, 160, 128), *, latency: bool = False,
           repeats: int = 5, warmup: int = 1, threads: Optional[int] = None, **overrides) -> list[SweepCell]:
     """One cell per (width multiplier, square input resolution): params and MACs, and latency if asked."""
-    from cnnzoo.registry import create_model, get_model_info
+    from cnnzoo.factory import create_model
+    from cnnzoo.registry import get_model_info
 
     info = get_model_info(name)
     if "width_mult" not in info.arguments:

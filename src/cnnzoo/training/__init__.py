@@ -6,7 +6,7 @@
     metrics = evaluate(f"{result.out_dir}/best.pt")  # accuracy, per-class precision/recall, confusion
     predict(f"{result.out_dir}/best.pt", ["seven.png"])
 """
-from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.evaluate import EvalResult, evaluate
 from cnnzoo.training.predict import Prediction, predict

@@ -13,8 +13,8 @@ from torch import nn
 
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
-from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint
-from cnnzoo.training.trainer import pick_device
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.devices import pick_device
 
 SPLITS = ("val", "test", "train", "all")
 

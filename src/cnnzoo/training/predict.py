@@ -14,8 +14,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cnnzoo.training.checkpoint import build_model_from_checkpoint, load_checkpoint
-from cnnzoo.training.trainer import pick_device
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.devices import pick_device
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.errors import UserError
-from cnnzoo.training import checkpoint as ckpt
+from cnnzoo import checkpoint as ckpt
 from cnnzoo.training.config import TrainConfig, describe, make_config, resolve_config
 from cnnzoo.training.history import plot_curves, write_history
 from cnnzoo.training.optim import LRSchedule, build_optimizer
@@ -389,7 +389,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
     out_dir = out_dir or default_out_dir(config.model, config.data)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    from cnnzoo.registry import create_model
+    from cnnzoo.factory import create_model
 
     torch.manual_seed(config.seed)  # model initialisation is a function of the seed
     model_args = _model_args_for(config, data)

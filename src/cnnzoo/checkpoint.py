@@ -1,4 +1,7 @@
-"""Self-describing checkpoints, written atomically and read back with ``weights_only=True``.
+"""The checkpoint format, in one place: write, read, version, rebuild the model from a file.
+
+Training writes it, ``weights.py`` loads weights from it, evaluate, predict and export rebuild
+models from it.
 
 A checkpoint holds everything needed to rebuild the model, preprocess an image the way training
 did, and resume the run exactly (see ``docs/design.md`` for the keys). Only tensors, dicts, lists,
@@ -17,6 +20,8 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.files import atomic_open
+from cnnzoo.registry import check_model_args, get_model_info
 
 FORMAT, VERSION = "cnnzoo-checkpoint", 1
 PathLike = Union[str, os.PathLike]
@@ -24,19 +29,9 @@ PathLike = Union[str, os.PathLike]
 
 def save_checkpoint(checkpoint: dict[str, Any], path: PathLike) -> None:
     """Write ``checkpoint`` to ``path`` so that a kill at any moment leaves either the old file or
-    the new one, never a truncated one: write a temporary file beside it, fsync, then rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows when both are on the same file system
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_directory(path.parent)
+    the new one, never a truncated one (fsynced: a checkpoint must survive a power cut too)."""
+    with atomic_open(path, durable=True) as f:
+        torch.save(checkpoint, f)
 
 
 class BackgroundWriter:
@@ -71,45 +66,48 @@ class BackgroundWriter:
             raise err
 
 
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable across a power cut; not possible (nor needed) on Windows.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
-    """Read a cnnzoo checkpoint; a missing, corrupt or foreign file raises :class:`UserError`."""
+def read_torch_file(path: PathLike, what: str = "checkpoint", *, error: type = UserError,
+                    hint: str = "") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code. A
+    missing, truncated or foreign file raises ``error`` naming ``what`` and the path, plus ``hint``."""
     path = Path(path)
     if not path.is_file():
-        hint = " (it is a folder: name the .pt file inside, e.g. best.pt)" if path.is_dir() else ""
-        raise UserError(f"checkpoint {str(path)!r} does not exist{hint}")
+        where = " (it is a folder: name the .pt file inside, e.g. best.pt)" if path.is_dir() else ""
+        raise error(f"{what} {str(path)!r} does not exist{where}{'; ' + hint if hint else ''}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated or non-torch file
-        raise UserError(f"cannot read checkpoint {str(path)!r}: the file is corrupt or not a "
-                        f"PyTorch file ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise UserError(f"{str(path)!r} is not a cnnzoo checkpoint (no format={FORMAT!r} key); "
-                        "checkpoints are written by `cnnzoo train` as best.pt and last.pt")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a truncated, foreign or pickled-code file
+        first_line = str(err).splitlines()[0][:200] if str(err) else ""
+        raise error(f"cannot read {what} {str(path)!r}: the file is corrupt, not a PyTorch file, or holds "
+                    f"more than tensors ({type(err).__name__}: {first_line}){'. ' + hint if hint else ''}") from None
+
+
+def is_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` (a loaded file) is a cnnzoo checkpoint rather than a bare state dict."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def check_version(checkpoint: dict, path: PathLike) -> dict:
     if checkpoint.get("version", 0) > VERSION:
         raise UserError(f"{str(path)!r} was written by a newer cnnzoo (checkpoint version "
                         f"{checkpoint['version']}, this one reads up to {VERSION}); upgrade cnnzoo")
     return checkpoint
 
 
+def load_checkpoint(path: PathLike) -> dict[str, Any]:
+    """Read a cnnzoo checkpoint; a missing, corrupt or foreign file raises :class:`UserError`."""
+    checkpoint = read_torch_file(path)
+    if not is_checkpoint(checkpoint):
+        raise UserError(f"{str(path)!r} is not a cnnzoo checkpoint (no format={FORMAT!r} key); "
+                        "checkpoints are written by `cnnzoo train` as best.pt and last.pt")
+    return check_version(checkpoint, path)
+
+
 def build_model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """The model a checkpoint describes, with its weights loaded, in eval mode."""
-    from cnnzoo.registry import create_model
-
-    model = create_model(checkpoint["model_name"], **checkpoint["model_args"])
+    name, args = checkpoint["model_name"], dict(checkpoint["model_args"])
+    check_model_args(name, args)
+    model = get_model_info(name).builder(**args)
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()
 

@@ -1,0 +1,1 @@
+"""Export trained models (ONNX, torch.export, int8)."""
