@@ -38,12 +38,16 @@ class ModelInfo:
     # converted state dict and the constructor arguments the file implies (e.g. GoogLeNet's 3x3 branch).
     convert_reference_weights: Optional[Callable[[dict], tuple[dict, dict]]] = None
     defaults: dict = field(default_factory=dict)  # builder defaults, for display
+    # What the model maps: "image" (classifies [N, C, H, W] images; input_size is (C, H, W)) or
+    # "sequence" (a 1-D signal such as WaveNet's; input_size is (channels, samples)).
+    task: str = "image"
 
     @property
     def arguments(self) -> list[str]:
         return list(_accepted_arguments(self.builder))
 
 
+TASKS = ("image", "sequence")
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
@@ -57,7 +61,7 @@ def _accepted_arguments(builder: Callable) -> dict[str, inspect.Parameter]:
 
 def register_model(name: str, builder: Callable[..., nn.Module], *, family: str, paper: str,
                    input_size: tuple = (3, 224, 224),
-                   convert_reference_weights: Optional[Callable] = None) -> ModelInfo:
+                   convert_reference_weights: Optional[Callable] = None, task: str = "image") -> ModelInfo:
     """Register ``builder`` (a class or a ``functools.partial`` of one) under ``name``.
 
     Builders must expose their arguments in their signature (no bare ``**kwargs``) so that a
@@ -71,15 +75,17 @@ def register_model(name: str, builder: Callable[..., nn.Module], *, family: str,
                         "(a class or a functools.partial of one) so overrides can be checked")
     defaults = {n: p.default for n, p in _accepted_arguments(builder).items()
                 if p.default is not inspect.Parameter.empty}
-    info = ModelInfo(name, builder, family, paper, tuple(input_size), convert_reference_weights, defaults)
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    info = ModelInfo(name, builder, family, paper, tuple(input_size), convert_reference_weights, defaults, task)
     _REGISTRY[name] = info
     return info
 
 
-def list_models(pattern: Optional[str] = None) -> list[str]:
+def list_models(pattern: Optional[str] = None, *, task: Optional[str] = None) -> list[str]:
     """Registered model names in natural order (resnet18 before resnet101); ``pattern`` is a
-    shell-style wildcard such as ``'resnet*'``."""
-    names = sorted(_REGISTRY, key=_natural_key)
+    shell-style wildcard such as ``'resnet*'``; ``task`` keeps only "image" or "sequence" models."""
+    names = sorted((n for n, info in _REGISTRY.items() if task is None or info.task == task), key=_natural_key)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
     return names
