@@ -16,6 +16,7 @@ from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint, train
 from cnnzoo.training import trainer as trainer_module
+from cnnzoo.training.tasks import image as image_task
 from cnnzoo.training.config import default_batch_size, family_training_defaults, resolve_config
 from cnnzoo.training.history import COLUMNS, read_history_csv
 from cnnzoo.training.optim import LRSchedule, build_optimizer, parameter_groups
@@ -122,7 +123,7 @@ def test_resume_through_the_cli_after_a_kill_mid_epoch(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    real_loss = trainer_module._compute_loss
+    real_loss = image_task.classification_loss
     steps = []
 
     def loss_turns_nan_in_epoch_two(model, x, y, smoothing):
@@ -130,7 +131,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
         steps.append(1)
         return (loss * float("nan") if len(steps) > 3 else loss), logits  # 3 steps = epoch 1
 
-    monkeypatch.setattr(trainer_module, "_compute_loss", loss_turns_nan_in_epoch_two)
+    monkeypatch.setattr(image_task, "classification_loss", loss_turns_nan_in_epoch_two)
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
         train(epochs=3, out_dir=str(tmp_path / "api"), **TINY)
     last = load_checkpoint(tmp_path / "api" / "last.pt")
@@ -166,7 +167,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_pat
 
 
 def test_early_stopping_and_time_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_module, "evaluate_loader", lambda *a, **k: {"val_loss": 1.0, "val_acc": 0.5})
+    monkeypatch.setattr(image_task, "evaluate_loader", lambda *a, **k: {"val_loss": 1.0, "val_acc": 0.5})
     result = train(epochs=10, patience=2, out_dir=str(tmp_path / "patience"), **TINY)
     assert result.stopped_reason == "early_stopping" and len(result.history) == 3
     monkeypatch.undo()
@@ -313,7 +314,7 @@ def test_auxiliary_heads_add_to_the_loss(monkeypatch, tmp_path):
     monkeypatch.setitem(registry._REGISTRY, "tiny_aux", info)
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
     model = _TinyAuxNet(num_classes=2)
-    loss, logits = trainer_module._compute_loss(model, x, y, 0.0)
+    loss, logits = image_task.classification_loss(model, x, y, 0.0)
     main_loss = torch.nn.functional.cross_entropy(model(x), y)
     aux_loss = torch.nn.functional.cross_entropy(model.forward_train(x)[1][0], y)
     assert math.isclose(loss.item(), (main_loss + 0.3 * aux_loss).item(), rel_tol=1e-5)

@@ -9,6 +9,7 @@ tuples, strings, numbers and ``None`` go in, so the file loads without unpicklin
 """
 from __future__ import annotations
 
+import copy
 import os
 import random
 import threading
@@ -25,6 +26,47 @@ from cnnzoo.registry import check_model_args, get_model_info
 
 FORMAT, VERSION = "cnnzoo-checkpoint", 1
 PathLike = Union[str, os.PathLike]
+# Present only in last.pt: what resuming needs beyond the weights (best.pt drops them).
+RESUME_KEYS = ("optimizer_state", "scheduler_state", "scaler_state")
+
+
+def training_checkpoint(*, model_name: str, model_args: dict, model: nn.Module, config: dict, task: str,
+                        history: list, monitor: str, best_score: Optional[float], optimizer=None,
+                        schedule=None, scaler=None, **task_fields: Any) -> dict[str, Any]:
+    """A checkpoint of a run after ``len(history)`` epochs: the model and its arguments, what the task
+    needs to use it (``task_fields``: class names and preprocessing for images), and what resuming
+    needs. Every tensor is a copy: the file is written on another thread while training goes on."""
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_name": model_name,
+        "model_args": dict(model_args),
+        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "task": task,
+        **task_fields,
+        "config": dict(config),
+        "history": copy.deepcopy(history),
+        "epoch": len(history),  # epochs completed
+        "epoch_complete": True,
+        "monitor": monitor,
+        # under the metric's own name too (best_val_acc for images): what a reader looks for
+        f"best_{monitor}": best_score,
+        "optimizer_state": copy.deepcopy(optimizer.state_dict()) if optimizer is not None else None,
+        "scheduler_state": schedule.state_dict() if schedule is not None else None,
+        "scaler_state": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "rng_state": get_rng_state(),
+    }
+
+
+def without_resume_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The same snapshot for using the model (best.pt): no optimizer, schedule or scaler state."""
+    return {**checkpoint, **{key: None for key in RESUME_KEYS}}
+
+
+def best_score(checkpoint: dict[str, Any]) -> Optional[float]:
+    """The best value of the run's monitored metric so far (checkpoints before tasks: val_acc)."""
+    value = checkpoint.get(f"best_{checkpoint.get('monitor', 'val_acc')}")
+    return None if value is None or value < 0 else float(value)
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: PathLike) -> None:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import typing
 from typing import Any
 
 from cnnzoo.errors import UserError
 from cnnzoo.layers.factories import ACT_NAMES, NORM_NAMES
 from cnnzoo.registry import parse_value
+from cnnzoo.training.config import TrainConfig, training_options
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,46 +79,48 @@ def input_size(text: str) -> tuple[int, int, int]:
     return tuple(values)
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, title: str) -> None:
-    """The training options `train` and `compare` share, spelled the same in both. Left unset, each
-    takes the default for the data and model (see cnnzoo.training.config)."""
-    from cnnzoo.data import RESIZE_MODES
-    from cnnzoo.training.config import AUGMENTS, DEVICES, OPTIMIZERS, SCHEDULES
+def add_training_options(parser: argparse.ArgumentParser, command: str, *,
+                         exclusive: tuple[str, ...] = ()) -> None:
+    """Every :class:`~cnnzoo.training.TrainConfig` option that ``command`` ("train" or "compare")
+    offers, derived from the field's declaration: flag, type, choices, help and default all come from
+    there, so an option is added to both commands in one edit. ``exclusive`` names options of which
+    at most one may be given (compare: --epochs or --time-budget).
 
-    g = parser.add_argument_group(title)
-    g.add_argument("--batch-size", type=int, help="images per step (default: 64, smaller for small data)")
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--warmup", type=float, dest="warmup_epochs", metavar="EPOCHS",
-                   help="linear warm-up length in epochs")
-    g.add_argument("--weight-decay", type=float, help="on convolution and linear weights only")
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--image-size", type=int, help="image side in pixels (default: the data set's own)")
-    g.add_argument("--resize", choices=RESIZE_MODES, default="shorter_crop",
-                   help="how folder images are brought to --image-size (default: shorter_crop)")
-    g.add_argument("--augment", choices=AUGMENTS)
-    g.add_argument("--patience", type=int, help="stop after this many epochs without a better val accuracy")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                   help="NHWC memory layout (default: on for CPU, and for CUDA with --amp)")
-    g.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    g.add_argument("--seed", type=int, default=0, help="model init, data split, order, augmentation")
-    g.add_argument("--val-fraction", type=float, default=0.2, help="share held out for validation")
-    g.add_argument("--device", choices=DEVICES, default="auto")
-    g.add_argument("--threads", type=int, help="CPU threads for PyTorch (on a busy machine, 1 is often faster)")
-    g.add_argument("--cache-dir", help="where prepared image folders are cached (default ~/.cache/cnnzoo)")
-
-
-# TrainConfig fields that add_training_arguments sets, under the same names.
-TRAINING_FIELDS = ("batch_size", "lr", "optimizer", "schedule", "warmup_epochs", "weight_decay",
-                   "label_smoothing", "image_size", "resize", "augment", "patience", "channels_last", "amp",
-                   "seed", "val_fraction", "device", "threads", "cache_dir")
+    Defaults are left out of the namespace (``argparse.SUPPRESS``): :func:`training_options_from_args`
+    then returns exactly what the user typed, and everything else keeps training's own default.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    groups = {"training": parser.add_argument_group("training (unset: the default for this data and model)"),
+              "output": parser.add_argument_group("output")}
+    exclusive_group = groups["training"].add_mutually_exclusive_group() if exclusive else None
+    for f in training_options(command):
+        meta = f.metadata["option"]
+        target = exclusive_group if f.name in exclusive else groups[meta["group"]]
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        value_type = _base_type(hints[f.name])
+        if value_type is bool:
+            kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
+        else:
+            kwargs.update(type=value_type, choices=meta["choices"], metavar=meta["metavar"])
+            if meta["cli_unit"]:
+                kwargs["metavar"] = meta["cli_unit"][0]
+        shown_default = "" if f.default is None or f.default is False or "default" in meta["help"] else f" (default: {f.default})"
+        target.add_argument(flag, help=meta["help"] + shown_default, **kwargs)
 
 
-def add_time_budget_argument(parser) -> None:
-    parser.add_argument("--time-budget", type=float, metavar="MIN",
-                        help="training minutes per model; stops at the first epoch boundary past it")
+def training_options_from_args(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The training options the user gave on the command line, in TrainConfig's units."""
+    found = {}
+    for f in training_options(command):
+        if hasattr(args, f.name):
+            unit = f.metadata["option"]["cli_unit"]
+            value = getattr(args, f.name)
+            found[f.name] = value * unit[1] if unit and value is not None else value
+    return found
 
 
-def time_budget_seconds(args: argparse.Namespace):
-    return None if args.time_budget is None else args.time_budget * 60
+def _base_type(hint) -> type:
+    """``Optional[int]`` -> ``int``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint

@@ -15,11 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import torch
+
+from cnnzoo import training
 from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
+from cnnzoo.data import load_dataset
 from cnnzoo.errors import UserError
+from cnnzoo.profiling import measure_latency, summary
 from cnnzoo.registry import check_model_args, get_model_info, parse_model_spec
+from cnnzoo.training import TrainConfig
+from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
 
@@ -82,48 +89,44 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
     return entries
 
 
-def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
-            epochs: Optional[int] = None, time_budget_s: Optional[float] = None,
-            image_size: Optional[int] = None, out_dir: str | Path = "compare",
-            seed: int = 0, val_fraction: float = 0.2, cache_dir: Optional[str] = None,
-            resize: str = "shorter_crop", progress: bool = True, latency: Optional[LatencySettings] = None,
-            log: Callable[[str], None] = print, **train_options: Any) -> Comparison:
-    """Train each of ``models`` on the same split of ``data`` and write a report to ``out_dir``.
+def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "compare", progress: bool = True,
+            latency: Optional[LatencySettings] = None, log: Callable[[str], None] = print,
+            **options: Any) -> Comparison:
+    """Train each of ``models`` on the same split of the data and write a report to ``out_dir``.
 
     ``models`` are specs such as ``'resnet18'`` or ``'mobilenet_v1:width_mult=0.5'``; with none, a
-    representative set sized to the data is chosen (see :mod:`cnnzoo.compare.plan`). Every model gets
-    the same seed, split and budget: ``epochs``, or ``time_budget_s`` seconds each. Other keyword
-    arguments are :class:`cnnzoo.training.TrainConfig` fields (``batch_size``, ``lr``, ``device`` ...).
-    Re-running with the same ``out_dir`` reuses the models already done with the same settings.
+    representative set sized to the data is chosen (see :mod:`cnnzoo.compare.plan`). ``options`` are
+    the training options every model shares (``data``, ``epochs`` or ``time_budget_s``, ``batch_size``,
+    ``lr``, ``seed``, ``device``...: the :class:`cnnzoo.training.TrainConfig` fields that ``cnnzoo
+    compare`` offers); unset ones take training's own defaults. Re-running with the same ``out_dir``
+    reuses the models already done with the same settings.
     """
-    from cnnzoo.data import load_dataset
-    from cnnzoo.training.config import default_batch_size
-
     entries = parse_entries(models) if models else None
-    _check_train_options(train_options)
-    shared = dict(data=data, seed=seed, epochs=epochs, time_budget_s=time_budget_s,
-                  val_fraction=val_fraction, resize=resize, **train_options)
-    _check_values(shared)
-    splits = load_dataset(data, image_size=image_size, val_fraction=val_fraction, seed=seed,
-                          cache_dir=cache_dir, resize=resize, progress=progress)
+    shared = _shared_settings(options)
+    splits = load_dataset(shared["data"], image_size=shared["image_size"], val_fraction=shared["val_fraction"],
+                          seed=shared["seed"], cache_dir=shared["cache_dir"], resize=shared["resize"],
+                          progress=progress)
     plan = choose_plan(len(splits.train), splits.image_size)
     if entries is None:
         entries = parse_entries(plan.models)
         log(plans_table())
         log(plan.describe())
-    # The budget and batch size every model shares: the user's, else sized to the data.
-    shared.update(epochs=plan.epochs if epochs is None and time_budget_s is None else epochs,
-                  batch_size=train_options.get("batch_size") or default_batch_size(len(splits.train)))
+    if shared["epochs"] is None and shared["time_budget_s"] is None:
+        shared["epochs"] = plan.epochs
+    shared["image_size"] = splits.image_size
+    resolved = {e.name: _resolved_settings(e, splits, shared) for e in entries}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
-    meta = _meta(splits, shared, plan if models is None else None, user_options=set(train_options))
+    first = next(iter(resolved.values()))
+    meta = _meta(splits, {**shared, "batch_size": first["batch_size"]}, plan if models is None else None,
+                 user_options=set(options))
 
     records: list[dict] = []
     paths: dict[str, Path] = {}
     n = len(entries)
     for k, entry in enumerate(entries, 1):
-        settings = _settings(entry, splits, shared)
+        settings = resolved[entry.name]
         reused = find_reusable(previous, entry.name, settings)
         if reused is not None:
             log(f"[{k}/{n}] {entry.name}: already done with these settings in {out_dir}; not retrained")
@@ -131,11 +134,11 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
             continue
         log(f"[{k}/{n}] {entry.name}: training ...")
         try:
-            record = _attempt(entry, settings, splits, shared, out_dir, cache_dir, progress,
+            record = _attempt(entry, settings, splits, shared, out_dir, progress,
                               latency or LatencySettings(), _was_interrupted(previous, entry, settings))
         except KeyboardInterrupt:
             records.append(_unfinished(entry, settings, "interrupted", "stopped by Ctrl-C while training"))
-            records += [_unfinished(e, _settings(e, splits, shared), "interrupted",
+            records += [_unfinished(e, resolved[e.name], "interrupted",
                                     "not started: the run was interrupted before this model")
                         for e in entries[k:]]
             write_report(out_dir, records, meta)
@@ -149,46 +152,35 @@ def compare(models: Optional[Sequence[str]] = None, *, data: str = "digits",
     return Comparison(records, out_dir, paths, plan if models is None else None, meta)
 
 
-def _check_train_options(options: dict) -> None:
-    from dataclasses import fields
-
-    from cnnzoo.training import TrainConfig
-
-    # compare sets these itself for every model: letting them through would break "same for all".
-    owned = {"model", "model_args", "data", "out_dir", "resume", "image_size", "seed", "epochs",
-             "time_budget_s", "val_fraction", "cache_dir", "resize"}
-    known = {f.name for f in fields(TrainConfig)} - owned
-    unknown = sorted(set(options) - known)
+def _shared_settings(options: dict) -> dict:
+    """The options every model shares: the user's, over training's own defaults (asked of
+    TrainConfig's declarations, not repeated here). Unknown names and bad values are refused now,
+    not once per model after loading the data."""
+    offered = {f.name: f.default for f in training_options("compare")}
+    unknown = sorted(set(options) - set(offered))
     if unknown:
         raise UserError(f"compare does not take the training option(s) {', '.join(unknown)}; "
-                        f"it takes: {', '.join(sorted(known))}")
+                        f"it takes: {', '.join(sorted(offered))}")
+    shared = {**offered, **options}
+    make_config(model="any", **shared)  # checks every value; the model names are checked by parse_entries
+    return shared
 
 
-def _check_values(shared: dict) -> None:
-    """Reject a bad value (a negative learning rate...) now, not once per model after loading the data."""
-    from cnnzoo.training.config import make_config
-
-    make_config(model="any", **shared)  # the model name is checked separately, by parse_entries
-
-
-def _training_settings(entry: ModelEntry, shared: dict) -> dict:
-    """The shared settings plus the training defaults of this model's family, which `cnnzoo train`
-    would apply anyway; they are written out so that changing them retrains the model."""
-    from cnnzoo.training import TrainConfig
-    from cnnzoo.training.config import family_training_defaults
-
-    config = TrainConfig(model=entry.model, optimizer=shared.get("optimizer"), lr=shared.get("lr"))
-    return {**shared, **family_training_defaults(entry.model, config)}
-
-
-def _settings(entry: ModelEntry, splits, shared: dict) -> dict:
-    """Everything that decides this model's numbers; a re-run retrains when any of it changed."""
+def _resolved_settings(entry: ModelEntry, splits, shared: dict) -> dict:
+    """Everything that decides this model's numbers - the data and every training setting resolved
+    by training itself (batch size, the family's optimizer...) - so a re-run retrains exactly when
+    any of it changed."""
+    config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), **shared)
+    task = training.task_for_model(entry.model).load(config, data=splits)
+    resolved = training.resolved_config(config, task).to_dict()
+    for per_run in ("model", "model_args", "data", "out_dir", "resume"):
+        resolved.pop(per_run)
     return jsonable({
         "model": entry.model, "model_args": entry.model_args,
         "data": {"source": str(splits.source), "train_images": len(splits.train),
                  "val_images": len(splits.val) if splits.val is not None else 0,
                  "classes": list(splits.class_names), "image_size": splits.image_size},
-        **_training_settings(entry, shared),
+        **resolved,
     })
 
 
@@ -209,10 +201,8 @@ def _attempt(entry: ModelEntry, settings: dict, *args) -> dict:
     return record
 
 
-def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path, cache_dir,
+def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path,
                        progress: bool, latency: LatencySettings, resume: bool) -> dict:
-    from cnnzoo.training import TrainConfig, train
-
     run_dir = out_dir / entry.slug
     resume = resume and (run_dir / "last.pt").exists()
     if not resume and run_dir.exists():
@@ -220,9 +210,9 @@ def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path, c
         # trainer (rightly) refuses to write over a folder that holds a run.
         shutil.rmtree(run_dir)
     config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
-                         resume=resume, image_size=splits.image_size, cache_dir=cache_dir,
-                         **_training_settings(entry, shared))
-    result = train(config, data=splits, progress=progress)
+                         resume=resume, **shared)
+    # training.train looked up at call time: tests replace it to record what each model is given
+    result = training.train(config, data=splits, progress=progress)
     if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
         raise KeyboardInterrupt
     record = _record_from_result(entry, result)
@@ -261,13 +251,10 @@ def _float_or_none(x) -> Optional[float]:
 
 def _measure(model, splits, config, latency: LatencySettings) -> dict:
     """Size, compute and latency of the trained model, at the image size it was trained on."""
-    import cnnzoo
-    from cnnzoo.profiling import measure_latency
-
     model.eval()
     input_size = (splits.in_chans, splits.image_size, splits.image_size)
     device = next(model.parameters()).device.type
-    stats = cnnzoo.summary(model, input_size=input_size)
+    stats = summary(model, input_size=input_size)
     channels_last = bool(getattr(config, "channels_last", False))
     batch = int(getattr(config, "batch_size", 1) or 1)
     # The user's --threads holds for timing too (the trainer restores torch's own count when it ends).
@@ -309,8 +296,6 @@ def _finished_line(k: int, n: int, record: dict) -> str:
 
 
 def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) -> dict:
-    from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH
-
     """What the report says about the whole comparison: data, shared settings, how they were chosen."""
     batch_note = "" if "batch_size" in user_options else (
         f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
@@ -339,8 +324,6 @@ def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) 
 
 
 def _free_memory() -> None:
-    import torch
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -10,7 +10,9 @@ from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, save
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.evaluate import EvalResult, evaluate
 from cnnzoo.training.predict import Prediction, predict
-from cnnzoo.training.trainer import TrainingDiverged, TrainResult, train
+from cnnzoo.training.tasks import Task, task_for_model
+from cnnzoo.training.trainer import TrainingDiverged, TrainResult, resolved_config, train
 
 __all__ = ["TrainConfig", "train", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
-           "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction"]
+           "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction", "Task",
+           "task_for_model", "resolved_config"]

@@ -20,50 +20,88 @@ Why these defaults (the study notes' VGG16 stayed at chance and their MobileNetV
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from typing import Any, Optional
 
 from torch import nn
 
+from cnnzoo.data import RESIZE_MODES
+from cnnzoo.devices import DEVICES
 from cnnzoo.errors import UserError
+from cnnzoo.registry import ModelError, get_model_info
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 AUGMENTS = ("none", "light", "standard")
-DEVICES = ("auto", "cpu", "cuda")
+
+# Which commands show an option as a flag. "compare" options are the settings every model of a
+# comparison shares; the rest belong to one run (its folder, resuming it).
+BOTH, TRAIN_ONLY = ("train", "compare"), ("train",)
+
+
+def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, choices=None,
+           metavar: Optional[str] = None, commands: tuple = BOTH, on_resume: bool = False,
+           cli_unit: Optional[tuple[str, float]] = None, group: str = "training"):
+    """A :class:`TrainConfig` field and everything the command line needs to offer it, in one place.
+
+    ``flag`` defaults to the field name with dashes (``batch_size`` -> ``--batch-size``).
+    ``on_resume``: the option may be changed when a run is resumed, because it does not change the
+    computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
+    unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
+    ``group``: "training" or "output", the heading ``--help`` lists it under.
+    """
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "commands": commands,
+            "on_resume": on_resume, "cli_unit": cli_unit, "group": group}
+    return field(default=default, metadata={"option": meta})
 
 
 @dataclass
 class TrainConfig:
-    """One training run. ``None`` = the default for this data and model (see :func:`resolve_config`)."""
+    """One training run. ``None`` = the default for this data and model (see :func:`resolve_config`).
+
+    Every field below that is an :func:`option` is also a flag of ``cnnzoo train`` (and of
+    ``cnnzoo compare`` unless it belongs to one run): adding an option here adds it everywhere.
+    """
 
     model: str                                  # a registered name, e.g. "resnet18"
     model_args: dict = field(default_factory=dict)  # constructor overrides, e.g. {"width_mult": 0.5}
-    data: str = "digits"                        # a source for cnnzoo.data.load_dataset
-    epochs: Optional[int] = None                # default: enough passes for ~20k images seen
-    batch_size: Optional[int] = None            # default: 64 (128 for large data sets)
-    lr: Optional[float] = None                  # peak learning rate; default scales with batch size
-    optimizer: Optional[str] = None             # sgd | adamw | adam
-    schedule: Optional[str] = None              # cosine | onecycle | step | none
-    warmup_epochs: Optional[float] = None       # linear warm-up length, in epochs (fractions allowed)
-    weight_decay: Optional[float] = None        # applied to conv/linear weights only
-    label_smoothing: Optional[float] = None
-    image_size: Optional[int] = None            # side in pixels; default: the data set's own
-    resize: str = "shorter_crop"                # how folder images are brought to image_size
-    augment: Optional[str] = None               # none | light | standard
-    channels_last: Optional[bool] = None        # NHWC memory layout; default: on CPU, and with AMP on GPU
-    amp: bool = False                           # mixed precision: bfloat16 on CPU, float16 on CUDA
-    seed: int = 0                               # model init, data split, data order, augmentation
-    out_dir: Optional[str] = None               # default: runs/<model>-<data>[-N]
-    resume: bool = False                        # continue from out_dir/last.pt
-    patience: Optional[int] = None              # early stopping: epochs without a better val accuracy
-    time_budget_s: Optional[float] = None       # stop at the first epoch boundary past this wall time
-    val_fraction: float = 0.2                   # share of the data held out for validation
-    device: str = "auto"                        # auto | cpu | cuda
-    deterministic: bool = False                 # deterministic CUDA kernels: exact resume on GPU too
-                                                # (CPU runs are deterministic already); slower on GPU
-    threads: Optional[int] = None               # CPU threads for torch (default: torch's choice)
-    cache_dir: Optional[str] = None             # where prepared image folders are cached
+    data: str = option("digits", "an image folder (one sub-folder per class), 'digits' (built in, the "
+                       "default), 'synthetic', 'cifar10'...")
+    epochs: Optional[int] = option(None, "default: about 20,000 images seen, 8 to 60 epochs", on_resume=True)
+    time_budget_s: Optional[float] = option(
+        None, "training minutes per model; stops at the first epoch boundary past it",
+        flag="--time-budget", cli_unit=("MIN", 60), on_resume=True)
+    batch_size: Optional[int] = option(None, "images per step (default: 64, smaller for small data)")
+    lr: Optional[float] = option(None, "peak learning rate (default: scaled with the batch size)")
+    optimizer: Optional[str] = option(None, "default: sgd, or adamw for models without normalisation "
+                                      "and for VGG", choices=OPTIMIZERS)
+    schedule: Optional[str] = option(None, "learning-rate schedule (default: cosine)", choices=SCHEDULES)
+    warmup_epochs: Optional[float] = option(None, "linear warm-up length in epochs (fractions allowed)",
+                                            flag="--warmup", metavar="EPOCHS")
+    weight_decay: Optional[float] = option(None, "on convolution and linear weights only")
+    label_smoothing: Optional[float] = option(None, "default: 0.1")
+    image_size: Optional[int] = option(None, "image side in pixels (default: the data set's own)")
+    resize: str = option("shorter_crop", "how folder images are brought to --image-size", choices=RESIZE_MODES)
+    augment: Optional[str] = option(None, "default: none for digits, light up to 64 px, else standard",
+                                    choices=AUGMENTS)
+    channels_last: Optional[bool] = option(None, "NHWC memory layout (default: on for CPU, and for CUDA "
+                                           "with --amp)")
+    amp: bool = option(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    seed: int = option(0, "model init, data split, order, augmentation")
+    out_dir: Optional[str] = option(None, "output folder (default runs/<model>-<data>)", flag="--out",
+                                    commands=TRAIN_ONLY, group="output")
+    resume: bool = option(False, "continue the run in --out from its last.pt", commands=TRAIN_ONLY,
+                          group="output")
+    patience: Optional[int] = option(None, "stop after this many epochs without a better validation score",
+                                     on_resume=True)
+    val_fraction: float = option(0.2, "share of the data held out for validation")
+    device: str = option("auto", "auto: CUDA when available, else the CPU", choices=DEVICES, on_resume=True)
+    deterministic: bool = option(False, "deterministic GPU kernels, so --resume is exact on CUDA too "
+                                 "(CPU runs always are); slower on GPU", commands=TRAIN_ONLY, group="output")
+    threads: Optional[int] = option(None, "CPU threads for PyTorch (on a busy machine, 1 is often faster)",
+                                    on_resume=True)
+    cache_dir: Optional[str] = option(None, "where prepared image folders are cached (default "
+                                      "~/.cache/cnnzoo)", on_resume=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +111,16 @@ class TrainConfig:
         """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def training_options(command: Optional[str] = None) -> list[Field]:
+    """The :class:`TrainConfig` fields that are options (of ``command``, when given), in order."""
+    return [f for f in fields(TrainConfig)
+            if "option" in f.metadata and (command is None or command in f.metadata["option"]["commands"])]
+
+
+def options_changeable_on_resume() -> set[str]:
+    return {f.name for f in training_options() if f.metadata["option"]["on_resume"]}
 
 
 def make_config(config: Optional[TrainConfig] = None, **fields_: Any) -> TrainConfig:
@@ -112,10 +160,9 @@ def check_config(c: TrainConfig) -> None:
         raise UserError(f"model must be a model name such as 'resnet18', got {c.model!r}")
     if not isinstance(c.model_args, dict):
         raise UserError(f"model_args must be a dict, got {type(c.model_args).__name__}")
-    _check_choice("optimizer", c.optimizer, OPTIMIZERS)
-    _check_choice("schedule", c.schedule, SCHEDULES)
-    _check_choice("augment", c.augment, AUGMENTS)
-    _check_choice("device", c.device, DEVICES)
+    for f in training_options():
+        if f.metadata["option"]["choices"]:
+            _check_choice(f.name, getattr(c, f.name), f.metadata["option"]["choices"])
     for name in ("epochs", "batch_size", "image_size", "patience", "threads"):
         value = getattr(c, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -157,8 +204,6 @@ def default_batch_size(num_train: int) -> int:
 
 def family_training_defaults(model_name: str, config: "TrainConfig") -> dict:
     """The family's entry of FAMILY_TRAINING, unless the user chose the optimizer or learning rate."""
-    from cnnzoo.registry import ModelError, get_model_info
-
     if config.optimizer is not None or config.lr is not None:
         return {}
     try:

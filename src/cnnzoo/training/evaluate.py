@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnzoo.errors import UserError
-from cnnzoo.files import atomic_write_text, save_figure
 from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
 from cnnzoo.devices import pick_device
+from cnnzoo.errors import UserError
+from cnnzoo.files import atomic_write_text, save_figure
 
 SPLITS = ("val", "test", "train", "all")
 

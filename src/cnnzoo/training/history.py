@@ -4,23 +4,25 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from cnnzoo.files import atomic_write_text, save_figure
 
-# Columns in the order a reader wants them; accuracies are fractions in [0, 1].
+# Image classification's columns, in the order a reader wants them; accuracies are fractions in
+# [0, 1]. Other tasks pass their own (Task.history_columns).
 COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time",
            "train_images_per_s", "elapsed")
 
 
 def write_history(out_dir: Path, history: list[dict[str, Any]], config: dict[str, Any],
-                  extra: Optional[dict[str, Any]] = None) -> None:
-    """``history.json`` (the resolved config beside the epochs) and ``history.csv`` (epochs only)."""
+                  extra: Optional[dict[str, Any]] = None, columns: Sequence[str] = COLUMNS) -> None:
+    """``history.json`` (the resolved config beside the epochs) and ``history.csv`` (epochs only,
+    in the task's ``columns``)."""
     payload = {"config": config, "epochs": history, **(extra or {})}
     atomic_write_text(out_dir / "history.json", json.dumps(payload, indent=2) + "\n")
-    lines = [",".join(COLUMNS)]
+    lines = [",".join(columns)]
     for row in history:
-        lines.append(",".join(_csv_cell(row.get(c)) for c in COLUMNS))
+        lines.append(",".join(_csv_cell(row.get(c)) for c in columns))
     atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
 
 
@@ -37,24 +39,31 @@ def read_history_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch, train and validation side by side (as in the study notes)."""
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", metrics: Sequence[str] = ("loss", "acc"),
+                limits: Optional[dict[str, tuple[float, float]]] = None) -> None:
+    """Each metric per epoch, train and validation side by side (as in the study notes)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # measured: 0.46 s to import; paid only when curves are drawn
 
+    limits = limits or {}
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, key in zip(axes[0], metrics):
+        label = METRIC_LABELS.get(key, key)
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label=f"train {label}")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label=f"validation {label}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_acc.set_ylim(0, 1.02)
+        if key in limits:
+            ax.set_ylim(*limits[key])
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+METRIC_LABELS = {"acc": "accuracy", "mae": "mean absolute error"}

@@ -1,0 +1,113 @@
+"""What the training loop asks of a task: the seam between "how to train" and "what is learned".
+
+The loop (``cnnzoo.training.trainer``) owns epochs, steps, the learning-rate schedule, checkpoints,
+exact resume, history, curves, early stopping, the time budget, NaN handling and Ctrl-C. A task owns
+everything that depends on the problem: how the data becomes batches, the loss, the metrics, which
+metric decides ``best.pt``, the defaults that suit it, and what a checkpoint must carry so the
+model can be used later (class names, preprocessing...).
+
+To add a task: subclass :class:`Task`, implement the methods marked "required", and register the
+class under a registry task name in ``cnnzoo.training.tasks.TASKS`` (models declare their task when
+they register: ``register_model(..., task="sequence")``).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+
+from cnnzoo.training.config import TrainConfig
+
+
+class TrainMetrics:
+    """Running sums over one training epoch, kept on the device (no GPU sync per step)."""
+
+    def update(self, batch: Any, loss: torch.Tensor, outputs: torch.Tensor) -> None:  # required
+        raise NotImplementedError
+
+    def progress(self) -> dict[str, str]:
+        """Short strings for the progress bar (called every few steps: may sync the device)."""
+        return {}
+
+    def result(self) -> dict[str, float]:  # required: {"train_loss": ..., "train_<metric>": ...}
+        raise NotImplementedError
+
+
+class Task:
+    """One kind of problem the loop can train. Instances hold the loaded data."""
+
+    name: str = ""
+    # The validation metric that decides best.pt and early stopping, and its direction.
+    monitor: str = "val_loss"
+    higher_is_better: bool = False
+    # Metric names recorded per epoch as train_<name> and val_<name>, and plotted; the first is the loss.
+    metrics: tuple[str, ...] = ("loss",)
+    # Axis limits for each metric's curve (None: automatic).
+    metric_limits: dict[str, tuple[float, float]] = {}
+    unit: str = "sample"       # what one item of a batch is: history's train_<unit>s_per_s
+    bar_unit: str = "sample"   # how the progress bar counts them
+
+    # --- data (required) ---
+    source: str = ""
+
+    def summary(self) -> str:
+        """One line on the data, printed at the start of a run."""
+        return self.source
+
+    @property
+    def num_train(self) -> int:
+        raise NotImplementedError
+
+    def model_args(self, config: TrainConfig) -> dict:
+        """The user's model overrides plus what the data imposes (classes, channels...)."""
+        return dict(config.model_args)
+
+    def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
+        """Fill every option left at None with this task's default for this data and model."""
+        raise NotImplementedError
+
+    def loaders(self, config: TrainConfig, device: torch.device) -> tuple[Iterable, Iterable]:
+        """(train, val) loaders. The train loader has ``set_epoch(e)`` and ``__len__`` (steps), and
+        its order and augmentation are a function of ``(config.seed, e)`` only: that is what makes
+        resuming exact."""
+        raise NotImplementedError
+
+    def batch_size_of(self, batch: Any) -> int:
+        """How many samples a batch holds (for throughput and the progress bar)."""
+        return len(batch[-1])
+
+    # --- learning (required) ---
+    def loss(self, model: nn.Module, batch: Any, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of one batch and the outputs the metrics need (runs under autocast)."""
+        raise NotImplementedError
+
+    def train_metrics(self, device: torch.device) -> TrainMetrics:
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device, amp: bool) -> dict[str, float]:
+        """Validation metrics: ``{"val_loss": ..., "val_<metric>": ...}``."""
+        raise NotImplementedError
+
+    # --- files ---
+    def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
+        """What a checkpoint carries besides the model and the run, so the model can be used alone."""
+        return {}
+
+    def check_resume(self, saved: dict) -> None:
+        """Raise UserError when the data no longer fits the run being resumed."""
+
+    # --- derived ---
+    def is_better(self, score: float, best: Optional[float]) -> bool:
+        if best is None:
+            return True
+        return score > best if self.higher_is_better else score < best
+
+    @property
+    def history_columns(self) -> tuple[str, ...]:
+        return ("epoch", *(f"train_{m}" for m in self.metrics), *(f"val_{m}" for m in self.metrics),
+                "lr", "epoch_time", self.throughput_key, "elapsed")
+
+    @property
+    def throughput_key(self) -> str:
+        return f"train_{self.unit}s_per_s"

@@ -1,0 +1,152 @@
+"""Image classification: the first task, and the one every model of the zoo but WaveNet trains on.
+
+Batches are ``(images, labels)`` from :class:`cnnzoo.data.BatchLoader` (normalised, augmented per
+batch on the device); the loss is cross-entropy with label smoothing, plus GoogLeNet's auxiliary
+losses when its auxiliary heads are on; accuracy is the metric that decides ``best.pt``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnzoo.data import BatchLoader, DataSplits, load_dataset
+from cnnzoo.devices import autocast
+from cnnzoo.errors import UserError
+from cnnzoo.training.config import TrainConfig, resolve_config
+from cnnzoo.training.tasks.base import Task, TrainMetrics
+
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2015, section 6)
+EVAL_BATCH_SIZE = 256  # validation needs no gradients: larger batches are simply faster
+
+
+class Accuracy(TrainMetrics):
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+
+    def update(self, batch, loss: torch.Tensor, logits: torch.Tensor) -> None:
+        y = batch[1]
+        self.loss_sum += loss.float() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.seen += len(y)
+
+    def progress(self) -> dict[str, str]:
+        seen = max(self.seen, 1)
+        return {"loss": f"{self.loss_sum.item() / seen:.4f}", "acc": f"{self.correct.item() / seen:.3f}"}
+
+    def result(self) -> dict[str, float]:
+        seen = max(self.seen, 1)
+        return {"train_loss": self.loss_sum.item() / seen, "train_acc": self.correct.item() / seen}
+
+
+def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float):
+    """Cross-entropy (plus GoogLeNet's auxiliary losses when its aux heads are on) and the logits."""
+    if getattr(model, "aux_logits", False) and hasattr(model, "forward_train"):
+        logits, aux = model.forward_train(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        for aux_logits in aux:
+            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
+        return loss, logits
+    logits = model(x)
+    return F.cross_entropy(logits, y, label_smoothing=smoothing), logits
+
+
+@torch.inference_mode()
+def evaluate_loader(model: nn.Module, loader, device: torch.device, amp: bool = False) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (no label smoothing)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for x, y in loader:
+        with autocast(device, amp):
+            logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+        n += len(y)
+    n = max(n, 1)
+    return {"val_loss": loss_sum.item() / n, "val_acc": correct.item() / n}
+
+
+class ImageClassification(Task):
+    name = "image"
+    monitor, higher_is_better = "val_acc", True
+    metrics = ("loss", "acc")
+    metric_limits = {"acc": (0.0, 1.02)}
+    unit, bar_unit = "image", "img"
+
+    def __init__(self, data: DataSplits):
+        if data.val is None or len(data.val) == 0:
+            raise UserError(f"data {data.source!r} has no validation split; use a val_fraction above 0")
+        self.data = data
+        self.source = str(data.source)
+
+    @classmethod
+    def load(cls, config: TrainConfig, data: Optional[DataSplits] = None, progress: bool = True):
+        """The task on ``data`` if given (many models on one split), else on ``config.data``."""
+        if data is None:
+            data = load_dataset(config.data, image_size=config.image_size, val_fraction=config.val_fraction,
+                                seed=config.seed, cache_dir=config.cache_dir, resize=config.resize,
+                                progress=progress)
+        return cls(data)
+
+    def summary(self) -> str:
+        return self.data.summary()
+
+    @property
+    def num_train(self) -> int:
+        return len(self.data.train)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.data.class_names)
+
+    def model_args(self, config: TrainConfig) -> dict:
+        """The user's overrides, plus the class count and channels the data imposes."""
+        args = dict(config.model_args)
+        for key, needed in (("num_classes", self.data.num_classes), ("in_chans", self.data.in_chans)):
+            if args.get(key) is None:
+                args[key] = needed
+            elif args[key] != needed:
+                raise UserError(f"{key}={args[key]} was given but the data {self.source!r} has {needed}; "
+                                f"leave {key} unset and it follows the data")
+        return args
+
+    def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
+        return resolve_config(config, num_train=self.num_train, image_size=self.data.image_size, model=model,
+                              device_type=device_type)
+
+    def loaders(self, config: TrainConfig, device: torch.device):
+        common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device)
+        train = BatchLoader(self.data.train, config.batch_size, shuffle=True, augment=config.augment,
+                            seed=config.seed, drop_last=True, **common)
+        val = BatchLoader(self.data.val, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False, augment="none",
+                          drop_last=False, **common)
+        return train, val
+
+    def loss(self, model: nn.Module, batch, config: TrainConfig):
+        x, y = batch
+        return classification_loss(model, x, y, config.label_smoothing)
+
+    def train_metrics(self, device: torch.device) -> Accuracy:
+        return Accuracy(device)
+
+    def evaluate(self, model: nn.Module, loader, device: torch.device, amp: bool) -> dict[str, float]:
+        return evaluate_loader(model, loader, device, amp)
+
+    def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
+        # Everything predict needs to feed one image exactly as training did. "resize" is one of
+        # cnnzoo.data.RESIZE_MODES ("shorter_crop": shorter side to image_size, then a centre crop).
+        return {"class_names": self.class_names,
+                "preprocessing": {"image_size": int(self.data.image_size),
+                                  "mean": [float(v) for v in self.data.mean],
+                                  "std": [float(v) for v in self.data.std], "resize": config.resize}}
+
+    def check_resume(self, saved: dict) -> None:
+        if saved["preprocessing"]["image_size"] != self.data.image_size:
+            raise UserError(f"cannot resume: the run used {saved['preprocessing']['image_size']} px images, "
+                            f"the data now gives {self.data.image_size} px")
