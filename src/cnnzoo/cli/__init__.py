@@ -12,6 +12,7 @@ import importlib
 import sys
 from typing import Optional, Sequence
 
+from cnnzoo.cli.common import overrides_from_extra_args
 from cnnzoo.errors import UserError
 
 # Order is the order `cnnzoo --help` lists them in.
@@ -50,8 +51,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_USAGE
     module = modules[args.command]
     if getattr(module, "TAKES_MODEL_OVERRIDES", False):
-        from cnnzoo.cli.common import overrides_from_extra_args
-
         try:
             args.extra_model_args = overrides_from_extra_args(extra)
         except UserError as err:

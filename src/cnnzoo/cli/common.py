@@ -105,7 +105,8 @@ def add_training_options(parser: argparse.ArgumentParser, command: str, *,
             kwargs.update(type=value_type, choices=meta["choices"], metavar=meta["metavar"])
             if meta["cli_unit"]:
                 kwargs["metavar"] = meta["cli_unit"][0]
-        shown_default = "" if f.default is None or f.default is False or "default" in meta["help"] else f" (default: {f.default})"
+        unset = f.default is None or f.default is False or "default" in meta["help"]
+        shown_default = "" if unset else f" (default: {f.default})"
         target.add_argument(flag, help=meta["help"] + shown_default, **kwargs)
 
 

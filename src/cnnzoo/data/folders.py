@@ -224,7 +224,7 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
         pool = ThreadPoolExecutor(workers)
         tasks = [(writer.images, start, paths[start:start + 1], size, resize) for start in range(len(paths))]
     try:
-        for (_, start, chunk, _, _), failed in zip(tasks, pool.map(_decode_rows, tasks)):
+        for (_, _, chunk, _, _), failed in zip(tasks, pool.map(_decode_rows, tasks)):
             keep[failed] = False
             bar.update(len(chunk))
     finally:  # on Ctrl-C, drop the queued files instead of decoding them all before stopping
@@ -256,7 +256,7 @@ def _check_no_class_lost(root: Path, files: list[ImageFile], class_names, keep: 
     groups: dict[tuple[int, int], list[int]] = {}
     for index, f in enumerate(files):
         groups.setdefault((f.split, f.label), []).append(index)
-    for (split, label), members in groups.items():
+    for (_, label), members in groups.items():
         if not keep[members].any():
             folder = root / Path(files[members[0]].relpath).parent
             raise DataError(f"none of the {len(members)} images in {folder} (class {class_names[label]!r}) "

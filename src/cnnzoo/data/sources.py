@@ -5,6 +5,9 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from cnnzoo.data.builtin import load_digits, load_synthetic
+from cnnzoo.data.cifar import load_cifar
+from cnnzoo.data.folders import load_folder
 from cnnzoo.data.splits import DataError, DataSplits, check_val_fraction
 
 RESIZE_MODES = ("shorter_crop", "stretch", "pad")
@@ -39,22 +42,14 @@ def load_dataset(source: Union[str, os.PathLike] = "digits", *, image_size: Opti
     name = os.fspath(source)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if name == "digits":
-        from cnnzoo.data.builtin import load_digits
-
         return load_digits(image_size=image_size, val_fraction=val_fraction, seed=seed)
     if name == "synthetic" or name.startswith("synthetic:"):
-        from cnnzoo.data.builtin import load_synthetic
-
         return load_synthetic(name, image_size=image_size, val_fraction=val_fraction, seed=seed)
     if name in ("cifar10", "cifar100"):
-        from cnnzoo.data.cifar import load_cifar
-
         return load_cifar(name, cache, image_size=image_size, val_fraction=val_fraction, seed=seed,
                           resize=resize, progress=progress)
     path = Path(name).expanduser()
     if path.is_dir():
-        from cnnzoo.data.folders import load_folder
-
         return load_folder(path, cache, image_size=image_size, val_fraction=val_fraction, resize=resize,
                            progress=progress)
     what = "is a file, not a folder" if path.exists() else "does not exist"

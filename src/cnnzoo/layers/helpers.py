@@ -5,6 +5,8 @@ from typing import Optional
 
 from torch import nn
 
+from cnnzoo.layers.factories import get_act_layer
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
     """Round a channel count to the nearest multiple of ``divisor``, never more than 10% below ``value``.
@@ -40,7 +42,5 @@ def init_weights_he(model: nn.Module) -> None:
 
 def make_act(act) -> nn.Module:
     """An activation module by name (see ``get_act_layer``); ``'none'`` gives an Identity."""
-    from .factories import get_act_layer
-
     act_layer = get_act_layer(act)
     return nn.Identity() if act_layer is None else act_layer()

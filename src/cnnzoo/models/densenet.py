@@ -10,8 +10,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from cnnzoo.layers import ClassifierHead, ConvNormAct, DenseBlock, Transition, get_norm_layer, init_weights_he
-from cnnzoo.layers import make_divisible
+from cnnzoo.layers import (
+    ClassifierHead,
+    ConvNormAct,
+    DenseBlock,
+    Transition,
+    get_norm_layer,
+    init_weights_he,
+    make_divisible,
+)
 from cnnzoo.layers.helpers import make_act
 from cnnzoo.registry import register_model
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.data import BatchLoader, ImageSet, load_dataset
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
@@ -49,8 +50,6 @@ def _remap_labels(data, class_names: list[str]) -> np.ndarray:
 
 
 def _select_split(data, split: str):
-    from cnnzoo.data import ImageSet
-
     if split == "all":
         parts = [s for s in (data.train, data.val, data.test) if s is not None]
         return ImageSet(np.concatenate([np.asarray(s.images) for s in parts]),
@@ -82,9 +81,8 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
     Writes ``confusion_matrix.png`` and ``metrics.json`` to ``out_dir`` (default: beside the
     checkpoint; nothing is written when a dict is given without ``out_dir``).
     """
+    # measured: sklearn.metrics takes 0.9 s to import; `cnnzoo train` imports this module and never needs it
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    from cnnzoo.data import BatchLoader, load_dataset
 
     ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
@@ -146,7 +144,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # measured: 0.46 s to import; paid only when the matrix is drawn
 
     k = len(class_names)
     side = min(max(4.0, 0.45 * k + 2), 30)

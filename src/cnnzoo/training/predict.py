@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.data.decode import decode_image
 from cnnzoo.devices import pick_device
 
 
@@ -35,8 +36,6 @@ class Prediction:
 def read_image(path: Union[str, os.PathLike], size: int, resize: str = "shorter_crop") -> np.ndarray:
     """One image file -> uint8 ``[3, size, size]``, decoded by the very function that fills the data
     cache for image folders, so a photo is prepared exactly as the training images were."""
-    from cnnzoo.data.decode import decode_image
-
     return decode_image(path, size, resize)
 
 
