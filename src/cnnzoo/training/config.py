@@ -39,19 +39,37 @@ AUGMENTS = ("none", "light", "standard")
 BOTH, TRAIN_ONLY = ("train", "compare"), ("train",)
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# What an option's value must be (None always passes: it means "the default"), and how to say so.
+RULES = {
+    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number of at least 1"),
+    "positive": (lambda v: _is_number(v) and v > 0, "a number more than zero"),
+    "non_negative": (lambda v: _is_number(v) and v >= 0, "a number zero or more"),
+    "below_one": (lambda v: _is_number(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
+    "fraction": (lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1 (exclusive)"),
+}
+
+
 def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, choices=None,
            metavar: Optional[str] = None, commands: tuple = BOTH, on_resume: bool = False,
-           cli_unit: Optional[tuple[str, float]] = None, group: str = "training"):
+           cli_unit: Optional[tuple[str, float]] = None, group: str = "training",
+           valid: Optional[str] = None):
     """A :class:`TrainConfig` field and everything the command line needs to offer it, in one place.
 
     ``flag`` defaults to the field name with dashes (``batch_size`` -> ``--batch-size``).
     ``on_resume``: the option may be changed when a run is resumed, because it does not change the
     computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
     unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
-    ``group``: "training" or "output", the heading ``--help`` lists it under.
+    ``group``: "training" or "output", the heading ``--help`` lists it under. ``valid``: the rule a
+    value must meet, one of :data:`RULES` (``choices`` are checked too).
     """
+    if valid is not None and valid not in RULES:
+        raise ValueError(f"unknown rule {valid!r}; known: {', '.join(RULES)}")
     meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "commands": commands,
-            "on_resume": on_resume, "cli_unit": cli_unit, "group": group}
+            "on_resume": on_resume, "cli_unit": cli_unit, "group": group, "valid": valid}
     return field(default=default, metadata={"option": meta})
 
 
@@ -67,20 +85,25 @@ class TrainConfig:
     model_args: dict = field(default_factory=dict)  # constructor overrides, e.g. {"width_mult": 0.5}
     data: str = option("digits", "an image folder (one sub-folder per class), 'digits' (built in, the "
                        "default), 'synthetic', 'cifar10'...")
-    epochs: Optional[int] = option(None, "default: about 20,000 images seen, 8 to 60 epochs", on_resume=True)
+    epochs: Optional[int] = option(None, "default: about 20,000 images seen, 8 to 60 epochs", on_resume=True,
+                                   valid="count")
     time_budget_s: Optional[float] = option(
         None, "training minutes per model; stops at the first epoch boundary past it",
-        flag="--time-budget", cli_unit=("MIN", 60), on_resume=True)
-    batch_size: Optional[int] = option(None, "images per step (default: 64, smaller for small data)")
-    lr: Optional[float] = option(None, "peak learning rate (default: scaled with the batch size)")
+        flag="--time-budget", cli_unit=("MIN", 60), on_resume=True, valid="positive")
+    batch_size: Optional[int] = option(None, "images per step (default: 64, smaller for small data)",
+                                       valid="count")
+    lr: Optional[float] = option(None, "peak learning rate (default: scaled with the batch size)",
+                                 valid="positive")
     optimizer: Optional[str] = option(None, "default: sgd, or adamw for models without normalisation "
                                       "and for VGG", choices=OPTIMIZERS)
     schedule: Optional[str] = option(None, "learning-rate schedule (default: cosine)", choices=SCHEDULES)
     warmup_epochs: Optional[float] = option(None, "linear warm-up length in epochs (fractions allowed)",
-                                            flag="--warmup", metavar="EPOCHS")
-    weight_decay: Optional[float] = option(None, "on convolution and linear weights only")
-    label_smoothing: Optional[float] = option(None, "default: 0.1")
-    image_size: Optional[int] = option(None, "image side in pixels (default: the data set's own)")
+                                            flag="--warmup", metavar="EPOCHS", valid="non_negative")
+    weight_decay: Optional[float] = option(None, "on convolution and linear weights only",
+                                           valid="non_negative")
+    label_smoothing: Optional[float] = option(None, "default: 0.1", valid="below_one")
+    image_size: Optional[int] = option(None, "image side in pixels (default: the data set's own)",
+                                         valid="count")
     resize: str = option("shorter_crop", "how folder images are brought to --image-size", choices=RESIZE_MODES)
     augment: Optional[str] = option(None, "default: none for digits, light up to 64 px, else standard",
                                     choices=AUGMENTS)
@@ -93,13 +116,13 @@ class TrainConfig:
     resume: bool = option(False, "continue the run in --out from its last.pt", commands=TRAIN_ONLY,
                           group="output")
     patience: Optional[int] = option(None, "stop after this many epochs without a better validation score",
-                                     on_resume=True)
-    val_fraction: float = option(0.2, "share of the data held out for validation")
+                                     on_resume=True, valid="count")
+    val_fraction: float = option(0.2, "share of the data held out for validation", valid="fraction")
     device: str = option("auto", "auto: CUDA when available, else the CPU", choices=DEVICES, on_resume=True)
     deterministic: bool = option(False, "deterministic GPU kernels, so --resume is exact on CUDA too "
                                  "(CPU runs always are); slower on GPU", commands=TRAIN_ONLY, group="output")
     threads: Optional[int] = option(None, "CPU threads for PyTorch (on a busy machine, 1 is often faster)",
-                                    on_resume=True)
+                                    on_resume=True, valid="count")
     cache_dir: Optional[str] = option(None, "where prepared image folders are cached (default "
                                       "~/.cache/cnnzoo)", on_resume=True)
 
@@ -140,41 +163,22 @@ def make_config(config: Optional[TrainConfig] = None, **fields_: Any) -> TrainCo
     return config
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value is not None and value not in choices:
-        raise UserError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-            or value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise UserError(f"{name} must be a number {bound}, got {value!r}")
-
-
 def check_config(c: TrainConfig) -> None:
-    """Raise :class:`UserError` for a value no run could use, naming the option."""
+    """Raise :class:`UserError` for a value no run could use, naming the option and what it must be."""
     if not isinstance(c.model, str) or not c.model:
         raise UserError(f"model must be a model name such as 'resnet18', got {c.model!r}")
     if not isinstance(c.model_args, dict):
         raise UserError(f"model_args must be a dict, got {type(c.model_args).__name__}")
     for f in training_options():
-        if f.metadata["option"]["choices"]:
-            _check_choice(f.name, getattr(c, f.name), f.metadata["option"]["choices"])
-    for name in ("epochs", "batch_size", "image_size", "patience", "threads"):
-        value = getattr(c, name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserError(f"{name} must be a whole number of at least 1, got {value!r}")
-    _check_positive("lr", c.lr)
-    _check_positive("time_budget_s", c.time_budget_s)
-    for name in ("warmup_epochs", "weight_decay", "label_smoothing"):
-        _check_positive(name, getattr(c, name), allow_zero=True)
-    if c.label_smoothing is not None and c.label_smoothing >= 1:
-        raise UserError(f"label_smoothing must be below 1, got {c.label_smoothing}")
-    if not 0 < c.val_fraction < 1:
-        raise UserError(f"val_fraction must be between 0 and 1 (exclusive), got {c.val_fraction}")
+        meta, value = f.metadata["option"], getattr(c, f.name)
+        if value is None:
+            continue
+        if meta["choices"] and value not in meta["choices"]:
+            raise UserError(f"{f.name} must be one of {', '.join(meta['choices'])}, got {value!r}")
+        if meta["valid"]:
+            accepts, says = RULES[meta["valid"]]
+            if not accepts(value):
+                raise UserError(f"{f.name} must be {says}, got {value!r}")
 
 
 # Training settings per model family, used unless the user sets the optimizer or the learning rate.
