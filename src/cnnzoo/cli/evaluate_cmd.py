@@ -11,13 +11,14 @@ import argparse
 import json
 
 from cnnzoo.cli import EXIT_OK
+from cnnzoo.text import table
+from cnnzoo.training import evaluate
+from cnnzoo.training.evaluate import SPLITS
 
 HELP = "evaluate a checkpoint (accuracy, per-class precision/recall, confusion matrix)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cnnzoo.training.evaluate import SPLITS
-
     parser.add_argument("checkpoint", help="a .pt file written by `cnnzoo train` (best.pt or last.pt)")
     parser.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
     parser.add_argument("--split", choices=SPLITS,
@@ -30,8 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.training import evaluate
-
     result = evaluate(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
                       out_dir=args.out, device=args.device)
     if args.json:
@@ -47,11 +46,7 @@ def format_report(result) -> str:
              f"accuracy       {result.accuracy:.4f}"]
     if result.top5_accuracy is not None:
         lines.append(f"top-5 accuracy {result.top5_accuracy:.4f}")
-    width = max(5, *(len(r["class"]) for r in result.per_class))
-    lines.append("")
-    lines.append(f"{'class':<{width}}  precision  recall  support")
-    for r in result.per_class:
-        lines.append(f"{r['class']:<{width}}  {r['precision']:>9.4f}  {r['recall']:>6.4f}  {r['support']:>7}")
-    for name, path in result.files.items():
-        lines.append(f"wrote {path}")
+    rows = [(r["class"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", r["support"]) for r in result.per_class]
+    lines += ["", table(rows, ("class", "precision", "recall", "support"), "lrrr")]
+    lines += [f"wrote {path}" for path in result.files.values()]
     return "\n".join(lines)

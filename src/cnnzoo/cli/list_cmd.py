@@ -5,6 +5,7 @@ import argparse
 import json
 
 from cnnzoo.registry import get_model_info, list_models
+from cnnzoo.text import table
 
 HELP = "list the models"
 
@@ -24,10 +25,6 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no model matches {args.pattern!r}" if args.pattern else "no models registered")
         return 1
-    width = max(len(r["name"]) for r in rows)
-    fam = max(len(r["family"]) for r in rows)
-    print(f"{'model':<{width}}  {'family':<{fam}}  {'input':<11}  paper")
-    for r in rows:
-        size = "x".join(map(str, r["input_size"]))
-        print(f"{r['name']:<{width}}  {r['family']:<{fam}}  {size:<11}  {r['paper']}")
+    print(table([(r["name"], r["family"], "x".join(map(str, r["input_size"])), r["paper"]) for r in rows],
+                ("model", "family", "input", "paper")))
     return 0

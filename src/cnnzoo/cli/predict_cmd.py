@@ -14,6 +14,9 @@ import json
 import sys
 
 from cnnzoo.cli import EXIT_FAILED, EXIT_OK
+from cnnzoo.errors import UserError
+from cnnzoo.text import table
+from cnnzoo.training import predict
 
 HELP = "classify image files with a checkpoint (top-k table or JSON)"
 
@@ -27,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.errors import UserError
-    from cnnzoo.training import predict
-
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
     predictions = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
@@ -51,7 +51,6 @@ def format_table(predictions) -> str:
         if p.error is not None:
             lines.append(f"  error: {p.error}")
             continue
-        width = max(len(c) for c, _ in p.top)
-        for rank, (cls, prob) in enumerate(p.top, 1):
-            lines.append(f"  {rank}. {cls:<{width}}  {prob:.4f}")
+        ranked = table([(f"{rank}. {cls}", f"{prob:.4f}") for rank, (cls, prob) in enumerate(p.top, 1)])
+        lines += ["  " + line for line in ranked.splitlines()]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from cnnzoo.cli.common import add_model_arguments, input_size, int_list, model_overrides
+from cnnzoo.profiling.profile import format_profile_table, profile_models
 
 HELP = "latency, throughput, achieved GFLOP/s and memory of one or more models"
 TAKES_MODEL_OVERRIDES = True
@@ -33,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.profiling.profile import format_profile_table, profile_models
-
     report = profile_models(args.models, batch_sizes=args.batch_size, input_size=args.input_size,
                             devices=args.device, threads=args.threads, channels_last=args.channels_last,
                             repeats=args.repeat, warmup=args.warmup, **model_overrides(args))

@@ -12,6 +12,7 @@ import argparse
 import json
 
 from cnnzoo.cli.common import add_model_arguments, input_size, model_overrides
+from cnnzoo.profiling import summary
 
 HELP = "layer table: output shapes, parameters, multiply-adds"
 TAKES_MODEL_OVERRIDES = True
@@ -35,8 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.profiling import summary
-
     result = summary(args.model, args.input_size, keras=args.keras, depth=args.depth,
                      units="flops" if args.flops else "macs", batch_size=args.batch_size,
                      backward=args.backward, **model_overrides(args))

@@ -14,6 +14,7 @@ import os
 from cnnzoo.cli.common import float_list, int_list
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text
+from cnnzoo.profiling.sweep import plot_sweep, sweep, to_csv, to_markdown
 
 HELP = "params and MACs over width multipliers x resolutions (MobileNet tables)"
 TAKES_MODEL_OVERRIDES = True  # e.g. --num-classes 10 --norm group
@@ -33,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnzoo.profiling.sweep import plot_sweep, sweep, to_csv, to_markdown
-
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UserError(f"--out {args.out!r} is a file; give a directory (it is created if missing)")
     overrides = dict(getattr(args, "extra_model_args", {}) or {})

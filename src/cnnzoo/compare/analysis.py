@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from cnnzoo.text import format_count, format_percent
+
 # The rule for "best trade-off", stated once here and quoted in the report.
 TRADE_OFF_TOLERANCE_POINTS = 1.0
 TRADE_OFF_RULE = (
@@ -94,14 +96,4 @@ def _trade_off_sentence(finished: list[dict], best: dict) -> str:
 
 
 def _pct(fraction: float) -> str:
-    return f"{fraction * 100:.1f} %"
-
-
-def format_count(n) -> str:
-    """1234567 -> '1.23M' (for parameters and MACs)."""
-    if not _finite(n):
-        return "-"
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(int(n))
+    return f"{format_percent(fraction)} %"

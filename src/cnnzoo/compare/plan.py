@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from cnnzoo.text import format_count, table
+
 
 @dataclass(frozen=True)
 class DefaultPlan:
@@ -23,13 +25,13 @@ class DefaultPlan:
 
     def describe(self) -> str:
         return (f"No models given: the '{self.name}' set for data of up to "
-                f"{_millions(self.max_pixels_per_epoch)} pixels per epoch - {', '.join(self.models)} - "
+                f"{_pixels(self.max_pixels_per_epoch)} pixels per epoch - {', '.join(self.models)} - "
                 f"{self.epochs} epochs each (about {self.images_seen:,} training images seen, "
                 f"between {self.min_epochs} and {self.max_epochs} epochs).")
 
 
-def _millions(x: float) -> str:
-    return "any number of" if math.isinf(x) else f"{x / 1e6:g}M"
+def _pixels(x: float) -> str:
+    return "any number of" if math.isinf(x) else format_count(x, digits=0)
 
 
 # Smallest first; the first plan whose limit the data fits under is used.
@@ -59,8 +61,6 @@ def choose_plan(train_images: int, image_size: int) -> DefaultPlan:
 
 def plans_table() -> str:
     """:data:`PLANS` as a text table (printed when no models are given, and by ``--show-plans``)."""
-    rows = [("plan", "pixels/epoch up to", "images seen", "epochs", "models")]
-    rows += [(p.name, _millions(p.max_pixels_per_epoch), f"{p.images_seen:,}",
-              f"{p.min_epochs}-{p.max_epochs}", ", ".join(p.models)) for p in PLANS]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+    rows = [(p.name, _pixels(p.max_pixels_per_epoch), f"{p.images_seen:,}",
+             f"{p.min_epochs}-{p.max_epochs}", ", ".join(p.models)) for p in PLANS]
+    return table(rows, ("plan", "pixels/epoch up to", "images seen", "epochs", "models"), "lrrl")

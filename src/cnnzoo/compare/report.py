@@ -10,10 +10,11 @@ import html
 from pathlib import Path
 from typing import Callable
 
-from cnnzoo.compare.analysis import TRADE_OFF_RULE, format_count, pareto_front, verdict
+from cnnzoo.compare.analysis import TRADE_OFF_RULE, pareto_front, verdict
 from cnnzoo.compare.plots import PLOTS, render_plots
 from cnnzoo.compare.results import csv_text, write_results_json
 from cnnzoo.files import atomic_write_bytes, atomic_write_text
+from cnnzoo.text import MISSING, format_count, format_percent, table
 
 UNITS_NOTE = (
     "MACs = multiply-adds per image at the training image size (FLOPs = 2 x MACs). "
@@ -25,11 +26,7 @@ UNITS_NOTE = (
 
 
 def _num(fmt: str) -> Callable:
-    return lambda v: "-" if v is None else format(v, fmt)
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{100 * v:.1f}"
+    return lambda v: MISSING if v is None else format(v, fmt)
 
 
 # The results table as data: (header, record key, formatter). report.md, report.html and the
@@ -46,33 +43,25 @@ COLUMNS: tuple[tuple[str, str, Callable], ...] = (
     ("train img/s", "train_images_per_s", _num(".0f")),
     ("ms/img @1", "latency_b1_ms", _num(".2f")),
     ("ms/img @batch", "latency_batch_ms_per_image", _num(".3f")),
-    ("best acc %", "best_val_acc", _pct),
-    ("final acc %", "final_val_acc", _pct),
+    ("best acc %", "best_val_acc", format_percent),
+    ("final acc %", "final_val_acc", format_percent),
     ("best epoch", "best_epoch", _num("d")),
 )
+ALIGN = "ll" + "r" * (len(COLUMNS) - 2)  # name and status are text; the rest are numbers
 
 
 def table_rows(records: list[dict]) -> list[list[str]]:
     """The results table as strings, header first."""
     rows = [[header for header, _, _ in COLUMNS]]
     for r in records:
-        rows.append([fmt(r.get(key)) if r.get(key) is not None else "-" for _, key, fmt in COLUMNS])
+        rows.append([fmt(r.get(key)) if r.get(key) is not None else MISSING for _, key, fmt in COLUMNS])
     return rows
 
 
 def markdown_table(records: list[dict]) -> str:
     """A pipe table, padded so it also reads well as plain text in a terminal."""
-    rows = table_rows(records)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    numeric = [i > 1 for i in range(len(widths))]  # right-align the numbers
-
-    def line(cells):
-        padded = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2))
-                          for w, num in zip(widths, numeric)) + "|"
-    return "\n".join([line(rows[0]), rule] + [line(r) for r in rows[1:]])
+    header, *body = table_rows(records)
+    return table(body, header, ALIGN, markdown=True)
 
 
 def write_report(out_dir: Path, records: list[dict], meta: dict) -> dict[str, Path]:
@@ -174,7 +163,8 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
            *(f'<p class="note">{esc(note)}</p>' for note in meta.get("notes", [])),
            "<h2>Verdict</h2>", '<ul class="verdict">']
     out += [f"<li>{esc(line)}</li>" for line in verdict(records)]
-    out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>", '<div class="table-wrap">', "<table>"]
+    out += ["</ul>", f'<p class="note">{esc(TRADE_OFF_RULE)}</p>', "<h2>Results</h2>",
+            '<div class="table-wrap">', "<table>"]
     rows = table_rows(records)
     text_columns = ["name", "status"] + [""] * (len(rows[0]) - 2)  # left-aligned; numbers go right
     out.append("<tr>" + "".join(f'<th class="{cls}">{esc(h)}</th>' if cls else f"<th>{esc(h)}</th>"
@@ -184,7 +174,8 @@ def html_report(records: list[dict], meta: dict, plots: dict[str, bytes]) -> str
         cells = "".join(f'<td class="{cls}">{esc(c)}</td>' if cls else f"<td>{esc(c)}</td>"
                         for c, cls in zip(row, text_columns))
         out.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')
-    out += ["</table>", "</div>", f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
+    out += ["</table>", "</div>",
+            f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
     pareto = _pareto_lines(records)
     if pareto:
         out += ["<ul>"] + [f"<li>{esc(p[2:])}</li>" for p in pareto if p] + ["</ul>"]

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, Optional
 
+from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text
 
 RESULTS_FORMAT = "cnnzoo-compare"
@@ -68,8 +69,6 @@ def read_results_json(path: Path) -> list[dict]:
 
     A file that is not ours is an error the user must resolve (we will not overwrite it).
     """
-    from cnnzoo.errors import UserError
-
     path = Path(path)
     if not path.exists():
         return []

@@ -7,8 +7,11 @@ from typing import Optional, Sequence
 import torch
 
 from cnnzoo.errors import UserError
+from cnnzoo.factory import create_model
 from cnnzoo.profiling.latency import measure_latency, measure_matmul_peak, resolve_device
 from cnnzoo.profiling.summary import summary
+from cnnzoo.registry import get_model_info
+from cnnzoo.text import MISSING, format_percent, table
 
 PEAK_MATMUL_SIZE = 2048
 
@@ -27,9 +30,6 @@ def profile_models(names: Sequence[str], *, batch_sizes: Sequence[int] = (1,), i
     ``fraction_of_peak`` divides it by the GFLOP/s of a 2048x2048 fp32 matrix multiply measured
     on the same device in the same run.
     """
-    from cnnzoo.factory import create_model
-    from cnnzoo.registry import get_model_info
-
     if not batch_sizes or min(batch_sizes) < 1:
         raise UserError(f"--batch-size needs positive integers, got {list(batch_sizes)}")
     for name in names:
@@ -53,7 +53,8 @@ def profile_models(names: Sequence[str], *, batch_sizes: Sequence[int] = (1,), i
                     "achieved_gflops": gflops, "fraction_of_peak": gflops / peaks[device],
                 })
             del model
-    return {"matmul_peak_gflops": peaks, "cpu_count": os.cpu_count(), "load_average_1min": _load_average(), "matmul_peak_size": PEAK_MATMUL_SIZE,
+    return {"matmul_peak_gflops": peaks, "cpu_count": os.cpu_count(), "load_average_1min": _load_average(),
+            "matmul_peak_size": PEAK_MATMUL_SIZE,
             "units": "latency in seconds; macs = multiply-adds; gflops = 1e9 FLOPs (2 per MAC) per second",
             "results": results}
 
@@ -74,15 +75,12 @@ def format_profile_table(report: dict) -> str:
     body = []
     for r in report["results"]:
         mem = r["peak_memory_bytes"]
-        body.append((r["model"], r["device"], "x".join(map(str, r["input_size"])), str(r["batch_size"]),
+        body.append((r["model"], r["device"], "x".join(map(str, r["input_size"])), r["batch_size"],
                      f"{r['median_s'] * 1e3:.2f}", f"{r['spread_s'] * 1e3:.2f}", f"{r['per_image_s'] * 1e3:.2f}",
                      f"{r['images_per_s']:.1f}", f"{r['macs_per_image'] / 1e9:.3f}",
-                     f"{r['achieved_gflops']:.1f}", f"{100 * r['fraction_of_peak']:.0f}%",
-                     "-" if mem is None else f"{mem / 1e6:.1f}"))
-    widths = [max(len(header[i]), *(len(row[i]) for row in body)) if body else len(header[i])
-              for i in range(len(header))]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    lines += [fmt(header), fmt(["-" * w for w in widths])] + [fmt(row) for row in body]
+                     f"{r['achieved_gflops']:.1f}", format_percent(r["fraction_of_peak"], 0),
+                     MISSING if mem is None else f"{mem / 1e6:.1f}"))
+    lines.append(table(body, header, align="lll" + "r" * 9))
     lines.append("median over repeats after warm-up; IQR = inter-quartile range; "
                  "GFLOP/s counts 2 FLOPs per multiply-add; peak MB = tensor memory of one forward pass")
     load, cpus = report.get("load_average_1min"), report.get("cpu_count")

@@ -16,7 +16,10 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.factory import create_model
 from cnnzoo.profiling.counting import Record, count_macs
+from cnnzoo.registry import get_model_info
+from cnnzoo.text import format_count, table
 
 KERAS_STAT_BUFFERS = ("running_mean", "running_var")
 UNITS = ("macs", "flops")
@@ -120,9 +123,6 @@ def _resolve_model(model_or_name, input_size, device, overrides):
         return model_or_name, type(model_or_name).__name__, tuple(input_size or (3, 224, 224))
     if not isinstance(model_or_name, str):
         raise UserError(f"summary() takes an nn.Module or a model name, got {type(model_or_name).__name__}")
-    from cnnzoo.factory import create_model
-    from cnnzoo.registry import get_model_info
-
     name = model_or_name
     if input_size is None:
         channels, *hw = get_model_info(name).input_size
@@ -214,42 +214,33 @@ def _fmt_shape(shape) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
-def _si(value: float) -> str:
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.2f} {prefix}"
-    return f"{value:.0f} "
-
-
 def render_table(s: ModelSummary) -> str:
     """The Keras-like table: one row per layer, totals at the bottom."""
     scale, unit = (2, "FLOPs") if s.units == "flops" else (1, "MACs")
     header = ("Layer (type)", "Output Shape", "Param #", unit, "Connected to")
-    body = [(f"{r.name} ({r.type})", _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.macs * scale:,}",
-             r.connected_to) for r in s.rows]
-    widths = [max([len(header[i])] + [len(row[i]) for row in body]) for i in range(4)]
-    widths.append(max([len(header[4])] + [len(c) for row in body for c in row[4]]))
-    line = lambda cells: "  ".join(c.ljust(w) if i < 2 or i == 4 else c.rjust(w)
-                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    rule = "=" * (sum(widths) + 2 * (len(widths) - 1))
+    body = []
+    for r in s.rows:  # a row fed by several tensors lists one source per line
+        links = r.connected_to or [""]
+        body.append((f"{r.name} ({r.type})", _fmt_shape(r.output_shape), f"{r.params:,}",
+                     f"{r.macs * scale:,}", links[0]))
+        body.extend(("", "", "", "", extra) for extra in links[1:])
+    # The header is an ordinary row here: the "=" rules around it are Keras' look, not a dashed rule.
+    header_line, *body_lines = table([header, *body], align="llrrl").splitlines()
+    rule = "=" * max(len(line) for line in [header_line, *body_lines])
     conv = ("Keras convention: parameters plus normalisation running statistics (non-trainable)"
             if s.convention == "keras" else "PyTorch convention: parameters only")
     compute = ("FLOPs = 2 x multiply-adds" if s.units == "flops" else "MACs = multiply-adds")
     out = [f'Model: "{s.model_name}"   input {_fmt_shape([s.batch_size, *s.input_size])}',
-           f"{conv}; {compute} of conv and linear layers", rule, line(header), rule]
-    for cells in body:
-        links = cells[4] or [""]
-        out.append(line((*cells[:4], links[0])))
-        out.extend(line(("", "", "", "", extra)) for extra in links[1:])
+           f"{conv}; {compute} of conv and linear layers", rule, header_line, rule, *body_lines]
     total = s.macs * scale
     out += [rule,
             f"Total params: {s.total_params:,}",
             f"Trainable params: {s.trainable_params:,}",
             f"Non-trainable params: {s.non_trainable_params:,}",
-            f"Total {unit} (forward, batch {s.batch_size}): {total:,} ({_si(total)}{unit})"]
+            f"Total {unit} (forward, batch {s.batch_size}): {total:,} ({format_count(total)} {unit})"]
     if s.backward_macs is not None:
         back = s.backward_macs * scale
-        out.append(f"Backward {unit} (training step): {back:,} ({_si(back)}{unit})")
+        out.append(f"Backward {unit} (training step): {back:,} ({format_count(back)} {unit})")
     out += ["-" * len(rule),
             f"Params size (MB): {s.param_bytes / 1e6:,.2f}",
             f"Forward activations (MB, batch {s.batch_size}; sum of layer outputs): "

@@ -9,8 +9,12 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 from cnnzoo.errors import UserError
+from cnnzoo.factory import create_model
 from cnnzoo.files import save_figure
+from cnnzoo.profiling.latency import measure_latency
 from cnnzoo.profiling.summary import summary
+from cnnzoo.registry import get_model_info
+from cnnzoo.text import MISSING, table
 
 
 @dataclass
@@ -29,9 +33,6 @@ def sweep(name: str, width_mults: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
           resolutions: Sequence[int] = (224, 192, 160, 128), *, latency: bool = False,
           repeats: int = 5, warmup: int = 1, threads: Optional[int] = None, **overrides) -> list[SweepCell]:
     """One cell per (width multiplier, square input resolution): params and MACs, and latency if asked."""
-    from cnnzoo.factory import create_model
-    from cnnzoo.registry import get_model_info
-
     info = get_model_info(name)
     if "width_mult" not in info.arguments:
         raise UserError(f"model {name!r} has no width multiplier (width_mult); its arguments: "
@@ -47,8 +48,6 @@ def sweep(name: str, width_mults: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
             counted = summary(name, (channels, res, res), width_mult=width, **overrides)
             cell = SweepCell(width, res, counted.total_params, counted.macs)
             if latency:
-                from cnnzoo.profiling.latency import measure_latency
-
                 model = create_model(name, width_mult=width, **overrides)
                 lat = measure_latency(model, (channels, res, res), 1, repeats=repeats, warmup=warmup,
                                       threads=threads)
@@ -61,14 +60,14 @@ def to_markdown(cells: Sequence[SweepCell], name: str = "") -> str:
     """A long-form Markdown table, one row per cell (the paper's tables 6 and 7 in one)."""
     timed = any(c.latency_ms is not None for c in cells)
     head = ["width_mult", "resolution", "Million MACs", "Million params"] + (["latency ms (batch 1)"] if timed else [])
-    lines = [f"### {name}: multiply-adds (MACs) and parameters" if name else "",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
+    rows = []
     for c in cells:
         row = [f"{c.width_mult:g}", str(c.resolution), f"{c.macs / 1e6:.0f}", f"{c.params / 1e6:.2f}"]
         if timed:
-            row.append("-" if c.latency_ms is None else f"{c.latency_ms:.2f}")
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(line for line in lines if line)
+            row.append(MISSING if c.latency_ms is None else f"{c.latency_ms:.2f}")
+        rows.append(row)
+    title = [f"### {name}: multiply-adds (MACs) and parameters"] if name else []
+    return "\n".join(title + [table(rows, head, "r" * len(head), markdown=True, pad=False)])
 
 
 def to_csv(cells: Sequence[SweepCell]) -> str:
@@ -82,6 +81,7 @@ def to_csv(cells: Sequence[SweepCell]) -> str:
 
 def plot_sweep(cells: Sequence[SweepCell], path: str, name: str = "") -> str:
     """MACs against parameters, one labelled point per cell; written to ``path`` (PNG) atomically."""
+    # measured: matplotlib.pyplot costs about 0.2 s to import; only paid when a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg")
