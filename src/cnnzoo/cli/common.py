@@ -91,6 +91,9 @@ def add_training_options(parser: argparse.ArgumentParser, command: str, *,
     """
     hints = typing.get_type_hints(TrainConfig)
     groups = {"training": parser.add_argument_group("training (unset: the default for this data and model)"),
+              "fine-tuning": parser.add_argument_group("fine-tuning from pretrained weights"),
+              "distributed": parser.add_argument_group("several processes (under torchrun; "
+                                                       "detected, no flag needed)"),
               "output": parser.add_argument_group("output")}
     exclusive_group = groups["training"].add_mutually_exclusive_group() if exclusive else None
     for f in training_options(command):

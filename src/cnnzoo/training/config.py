@@ -33,6 +33,7 @@ from cnnzoo.registry import ModelError, get_model_info
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "onecycle", "step", "none")
 AUGMENTS = ("none", "light", "standard")
+FINETUNE_MODES = ("linear", "full", "gradual")
 
 # Which commands show an option as a flag. "compare" options are the settings every model of a
 # comparison shares; the rest belong to one run (its folder, resuming it).
@@ -63,8 +64,8 @@ def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, c
     ``on_resume``: the option may be changed when a run is resumed, because it does not change the
     computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
     unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
-    ``group``: "training" or "output", the heading ``--help`` lists it under. ``valid``: the rule a
-    value must meet, one of :data:`RULES` (``choices`` are checked too).
+    ``group``: "training", "output", "fine-tuning" or "distributed": the heading ``--help`` lists it
+    under. ``valid``: the rule a value must meet, one of :data:`RULES` (``choices`` are checked too).
     """
     if valid is not None and valid not in RULES:
         raise ValueError(f"unknown rule {valid!r}; known: {', '.join(RULES)}")
@@ -125,6 +126,22 @@ class TrainConfig:
                                     on_resume=True, valid="count")
     cache_dir: Optional[str] = option(None, "where prepared image folders are cached (default "
                                       "~/.cache/cnnzoo)", on_resume=True)
+    # --- starting from pretrained weights (fine-tuning) ---
+    weights: Optional[str] = option(None, "start from these weights: 'torchvision' (alias 'imagenet') for "
+                                    "the published ImageNet weights, or a path to a state dict or a "
+                                    "cnnzoo checkpoint", group="fine-tuning")
+    finetune: Optional[str] = option(None, "linear: train the head on cached features of the frozen "
+                                     "backbone; full: train everything; gradual: the head first, then "
+                                     "everything (default: full when --weights is given)",
+                                     choices=FINETUNE_MODES, group="fine-tuning")
+    freeze_bn: bool = option(False, "keep batch-norm statistics and affine parameters as the weights "
+                             "have them (model.train() does not undo it)", group="fine-tuning")
+    backbone_lr_scale: Optional[float] = option(None, "the backbone learns at this fraction of --lr "
+                                                "(default: 1, or 0.1 with --weights)", valid="positive",
+                                                group="fine-tuning")
+    # --- several processes (torchrun) ---
+    sync_bn: bool = option(False, "under torchrun, synchronise batch-norm statistics across processes "
+                           "in every step (SyncBatchNorm; NCCL/GPU only)", group="distributed")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -305,7 +305,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    train_loader, val_loader = task.loaders(config, device)
+    train_loader, val_loader = task.loaders(config, device, model)
     steps_per_epoch = len(train_loader)
     run = _Run(
         config=config, task=task, model_args=model_args, model=model, device=device, out_dir=out_dir,

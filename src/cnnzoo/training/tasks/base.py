@@ -67,10 +67,10 @@ class Task:
         """Fill every option left at None with this task's default for this data and model."""
         raise NotImplementedError
 
-    def loaders(self, config: TrainConfig, device: torch.device) -> tuple[Iterable, Iterable]:
-        """(train, val) loaders. The train loader has ``set_epoch(e)`` and ``__len__`` (steps), and
-        its order and augmentation are a function of ``(config.seed, e)`` only: that is what makes
-        resuming exact."""
+    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module) -> tuple[Iterable, Iterable]:
+        """(train, val) loaders (``model``, built and on ``device``, for tasks that precompute with it).
+        The train loader has ``set_epoch(e)`` and ``__len__`` (steps), and its order and augmentation
+        are a function of ``(config.seed, e)`` only: that is what makes resuming exact."""
         raise NotImplementedError
 
     def batch_size_of(self, batch: Any) -> int:

@@ -120,7 +120,7 @@ class ImageClassification(Task):
         return resolve_config(config, num_train=self.num_train, image_size=self.data.image_size, model=model,
                               device_type=device_type)
 
-    def loaders(self, config: TrainConfig, device: torch.device):
+    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module):
         common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device)
         train = BatchLoader(self.data.train, config.batch_size, shuffle=True, augment=config.augment,
                             seed=config.seed, drop_last=True, **common)
