@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -60,7 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(module.run(args) or EXIT_OK)
     except UserError as err:
-        print(f"cnnzoo {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every process has it; rank 0 says it
+            print(f"cnnzoo {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\ncnnzoo {args.command}: interrupted", file=sys.stderr)

@@ -22,6 +22,7 @@ from cnnzoo.compare.analysis import verdict
 from cnnzoo.compare.plan import plans_table
 from cnnzoo.compare.results import model_slug
 from cnnzoo.training import TrainConfig
+from cnnzoo.training.distributed import Processes
 
 HELP = "train several models on the same data and compare them in one report"
 
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     options = training_options_from_args(args, "compare")  # exactly what the user set
     out_dir = Path(args.out) if args.out else default_out_dir(options.get("data", TrainConfig.data))
     result = compare(args.models or None, out_dir=out_dir, progress=not args.no_progress, **options)
+    if not Processes.from_env().is_main:  # under torchrun, rank 0 speaks for the job
+        return EXIT_OK if result.all_done else EXIT_FAILED
     print()
     print(result.table())
     print()

@@ -17,6 +17,7 @@ import sys
 from cnnzoo import training
 from cnnzoo.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from cnnzoo.cli.common import add_model_arguments, add_training_options, model_overrides, training_options_from_args
+from cnnzoo.training.distributed import Processes
 from cnnzoo.training.history import METRIC_LABELS
 
 HELP = "train a model (checkpoints, history, learning curves; --resume continues exactly)"
@@ -40,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if result.stopped_reason == "interrupted":
         return EXIT_INTERRUPTED
+    if not Processes.from_env().is_main:  # under torchrun, rank 0 speaks for the job
+        return EXIT_OK
     metric = "validation " + METRIC_LABELS.get(result.monitor.removeprefix("val_"), result.monitor)
     best = "no epoch completed" if result.best_score is None else (
         f"best {metric} {result.best_score:.4f} at epoch {result.best_epoch}")

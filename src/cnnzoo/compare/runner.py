@@ -27,6 +27,7 @@ from cnnzoo.profiling import measure_latency, summary
 from cnnzoo.registry import check_model_args, get_model_info, parse_model_spec
 from cnnzoo.training import TrainConfig
 from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
+from cnnzoo.training.distributed import Processes
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
 
@@ -103,6 +104,10 @@ def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "co
     """
     entries = parse_entries(models) if models else None
     shared = _shared_settings(options)
+    if not Processes.from_env().is_main:  # under torchrun every process trains; rank 0 alone reports
+        log, write = (lambda line: None), (lambda *args: {})
+    else:
+        write = write_report
     splits = load_dataset(shared["data"], image_size=shared["image_size"], val_fraction=shared["val_fraction"],
                           seed=shared["seed"], cache_dir=shared["cache_dir"], resize=shared["resize"],
                           progress=progress)
@@ -141,14 +146,14 @@ def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "co
             records += [_unfinished(e, resolved[e.name], "interrupted",
                                     "not started: the run was interrupted before this model")
                         for e in entries[k:]]
-            write_report(out_dir, records, meta)
+            write(out_dir, records, meta)
             log(f"[{k}/{n}] interrupted; the report of what finished is in {out_dir}")
             raise
         records.append(record)
         log(_finished_line(k, n, record))
-        paths = write_report(out_dir, records, meta)
+        paths = write(out_dir, records, meta)
         _free_memory()
-    paths = write_report(out_dir, records, meta)
+    paths = write(out_dir, records, meta)
     return Comparison(records, out_dir, paths, plan if models is None else None, meta)
 
 

@@ -31,15 +31,32 @@ class BatchLoader:
     Call ``set_epoch(e)`` before each epoch for exact resumption; iterating again without it moves
     on to the next epoch, so a loop that never calls it still sees a fresh order every epoch.
     Within a batch, images come in index order (faster memmap reads); which images form a batch is random.
+
+    ``shard=(rank, world_size)``: several processes (torchrun) share each batch. Every process draws
+    the same global batches and yields its own contiguous part of each - ``batch_size`` stays the
+    global batch and must divide evenly - so order and augmentation are exactly those of one
+    process reading the whole batch. Without shuffling (validation), each process gets a contiguous
+    part of the data instead, every image in exactly one part.
     """
 
     def __init__(self, image_set: ImageSet, batch_size: int, *, shuffle: bool = True, augment="none",
                  seed: int = 0, drop_last: bool = False, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None, channels_last: bool = False, device="cpu"):
+                 std: Optional[Sequence[float]] = None, channels_last: bool = False, device="cpu",
+                 shard: tuple[int, int] = (0, 1)):
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if len(image_set) == 0:
             raise DataError("cannot load batches from an empty split")
+        rank, world = shard
+        if shuffle and world > 1 and batch_size % world:
+            raise DataError(f"the batch size {batch_size} does not split evenly across {world} processes; "
+                            f"use a multiple of {world}")
+        if not shuffle and world > 1:  # evaluation: a contiguous part of the data per process
+            n = len(image_set)
+            part = slice(n * rank // world, n * (rank + 1) // world)
+            image_set = ImageSet(image_set.images[part], np.asarray(image_set.labels)[part])
+            rank, world = 0, 1
+        self.rank, self.world_size = rank, world
         self.image_set = image_set
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -59,6 +76,11 @@ class BatchLoader:
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration's order and augmentation those of ``epoch``."""
         self.epoch = int(epoch)
+
+    @property
+    def num_samples(self) -> int:
+        """Images this process reads per pass (its part, under torchrun)."""
+        return len(self.image_set) // self.world_size
 
     def __len__(self) -> int:
         n = len(self.image_set)
@@ -82,10 +104,21 @@ class BatchLoader:
         for idx in self._batches(gen):
             yield self._make_batch(idx, gen)
 
+    def _my_part(self, batch: np.ndarray) -> slice:
+        per = len(batch) // self.world_size
+        return slice(self.rank * per, (self.rank + 1) * per)
+
     def _make_batch(self, idx: np.ndarray, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        mine = self._my_part(idx)
+        if self.world_size > 1 and not self.augment:
+            idx = idx[mine]  # no random draws to keep in step: read only this process's images
+            mine = slice(None)
         pixels = torch.from_numpy(np.ascontiguousarray(self.image_set.images[idx]))
         x = pixels.to(self.device, non_blocking=True)
-        x = apply_augment(self.augment, x, gen)
+        # Augmentation draws its random numbers for the whole global batch, as one process would;
+        # each process then keeps its part.
+        x = apply_augment(self.augment, x, gen)[mine]
+        idx = idx[mine]
         x = x.float() if x.dtype != torch.float32 else x
         x = x.mul_(self._scale).sub_(self._shift)  # in place: a third of the memory traffic
         if self.channels_last:

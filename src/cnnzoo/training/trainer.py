@@ -28,6 +28,7 @@ from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_devic
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.training.config import TrainConfig, describe, make_config, options_changeable_on_resume
+from cnnzoo.training.distributed import Processes
 from cnnzoo.training.history import plot_curves, write_history
 from cnnzoo.training.optim import LRSchedule, build_optimizer
 from cnnzoo.training.tasks import Task, task_for_model
@@ -181,8 +182,12 @@ def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = T
         fields_["data"], data = os.fspath(data), None
     explicit = set(fields_) | ({f for f, v in vars(config).items() if v is not None} if config else set())
     config = make_config(config, **fields_)
+    processes = Processes.from_env()  # under torchrun: this process's rank; alone: rank 0 of 1
     with num_threads(config.threads):  # a library call leaves the process as it found it
-        return _train(config, data, progress, on_epoch_end, explicit)
+        try:
+            return _train(config, data, progress and processes.is_main, on_epoch_end, explicit, processes)
+        finally:
+            processes.stop()
 
 
 @dataclass
@@ -192,7 +197,9 @@ class _Run:
     config: TrainConfig
     task: Task
     model_args: dict
-    model: nn.Module
+    model: nn.Module     # what is saved; ``trained`` is what runs forward (DDP's wrapper under torchrun)
+    trained: nn.Module
+    processes: Processes
     device: torch.device
     out_dir: Path
     train_loader: Any
@@ -218,7 +225,10 @@ class _Run:
             scaler=self.scaler, **self.task.checkpoint_fields(self.config))
 
     def save_epoch(self, improved: bool) -> None:
-        """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``."""
+        """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``
+        (rank 0 only: one set of files per run, whatever the number of processes)."""
+        if not self.processes.is_main:
+            return
         last = self.checkpoint()
         jobs = []
         if improved:  # the same snapshot without the resume-only parts (no second copy of the weights)
@@ -248,12 +258,20 @@ class _Run:
         bar = _progress_bar(progress, epoch, self.config.epochs,
                             len(self.train_loader) * self.config.batch_size, self.task.bar_unit)
         try:
-            stats = _train_one_epoch(self.task, self.model, self.train_loader, self.optimizer, self.schedule,
+            stats = _train_one_epoch(self.task, self.trained, self.train_loader, self.optimizer, self.schedule,
                                      self.scaler, self.config, self.device, bar)
         finally:
             if bar is not None:
                 bar.close()
-        stats.update(self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp))
+        processes = self.processes
+        train_metrics = {k: stats.pop(k) for k in list(stats) if k.startswith("train_") and k != "train_time"}
+        stats.update(processes.mean_over_samples(train_metrics, stats["samples"]))
+        processes.average_batchnorm_statistics(self.model)  # validate and save one model, not N
+        val_metrics = self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp)
+        stats.update(processes.mean_over_samples(val_metrics, self.val_loader.num_samples))
+        if processes.enabled:  # throughput of the whole job
+            stats["samples"] *= processes.world_size
+            stats["samples_per_s"] *= processes.world_size
         self.samples_trained += stats["samples"]
         self.time_training += stats["train_time"]
         epoch_time = time.perf_counter() - epoch_start
@@ -272,10 +290,13 @@ class _Run:
         return True
 
 
-def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[_Run, Optional[dict]]:
+def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
+             processes: Processes, log) -> tuple[_Run, Optional[dict]]:
     """Check the output folder, load data, build and configure everything; restore when resuming."""
     out_dir = Path(config.out_dir) if config.out_dir else None
     saved = None
+    if processes.restart and out_dir is not None and (out_dir / "last.pt").exists():
+        config = TrainConfig.from_dict({**config.to_dict(), "resume": True})  # torchrun restarted the job
     if config.resume:
         if out_dir is None:
             raise UserError("--resume needs --out: the folder of the run to continue")
@@ -285,15 +306,25 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
         raise UserError(f"{str(out_dir)!r} already holds a run (last.pt). Add --resume to continue it, "
                         "or choose another --out so it is not overwritten")
 
-    device = pick_device(config.device)
+    device = processes.device(pick_device(config.device))
+    backend = processes.start(device)
     if config.deterministic:
         make_deterministic(device)
+    if not processes.is_main:
+        processes.barrier()  # rank 0 prepares (and caches) the data first; the others then read the cache
     task = task_for_model(config.model).load(config, data, progress)
+    if processes.is_main:
+        processes.barrier()
     config = TrainConfig.from_dict({**config.to_dict(), "data": task.source})
+    processes.check_same("options", {k: v for k, v in config.to_dict().items() if k not in ("device", "threads")})
+    processes.check_same("data", {"source": task.source, "summary": task.summary(), "train": task.num_train})
     if saved is not None:
         task.check_resume(saved)
-    out_dir = out_dir or default_out_dir(config.model, config.data)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is None:  # rank 0 picks the folder (runs/<model>-<data>-N) and tells the others
+        out_dir = default_out_dir(config.model, config.data) if processes.is_main else None
+        out_dir = Path(processes.broadcast(str(out_dir) if out_dir else None))
+    if processes.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)  # model initialisation is a function of the seed
     model_args = task.model_args(config)
@@ -305,10 +336,15 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
-    train_loader, val_loader = task.loaders(config, device, model)
+    train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     steps_per_epoch = len(train_loader)
+    if processes.enabled:
+        log(f"torchrun: {processes.world_size} processes ({backend}); the global batch of {config.batch_size} is "
+            f"{config.batch_size // processes.world_size} per process, and the learning rate {config.lr:g} "
+            "is the one for the global batch (as one process would use)")
     run = _Run(
         config=config, task=task, model_args=model_args, model=model, device=device, out_dir=out_dir,
+        trained=processes.wrap(model, device, config.sync_bn, log), processes=processes,
         train_loader=train_loader, val_loader=val_loader,
         optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay),
         schedule=LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
@@ -319,9 +355,10 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool) -> tuple[
     return run, saved
 
 
-def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set) -> TrainResult:
+def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set,
+           processes: Processes) -> TrainResult:
     log = print if progress else (lambda *a, **k: None)
-    run, saved = _prepare(config, data, explicit, progress)
+    run, saved = _prepare(config, data, explicit, progress, processes, log)
     config, out_dir, task = run.config, run.out_dir, run.task
     start_epoch = len(run.history)
     if saved is not None:
@@ -402,12 +439,14 @@ def _out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -
 
 
 def _write_history(run: _Run, extra: Optional[dict] = None) -> None:
+    if not run.processes.is_main:
+        return
     write_history(run.out_dir, run.history, run.config.to_dict(), extra, columns=run.task.history_columns)
 
 
 def _finish_files(run: _Run, stopped_reason: str) -> None:
     _write_history(run, {"best_epoch": run.best_epoch, "stopped_reason": stopped_reason})
-    if run.history:
+    if run.history and run.processes.is_main:
         plot_curves(run.history, run.out_dir / "curves.png", metrics=run.task.metrics,
                     limits=run.task.metric_limits, title=f"{run.config.model} on {run.config.data}")
 

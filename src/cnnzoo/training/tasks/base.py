@@ -67,10 +67,14 @@ class Task:
         """Fill every option left at None with this task's default for this data and model."""
         raise NotImplementedError
 
-    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module) -> tuple[Iterable, Iterable]:
+    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module,
+                shard: tuple[int, int] = (0, 1)) -> tuple[Iterable, Iterable]:
         """(train, val) loaders (``model``, built and on ``device``, for tasks that precompute with it).
+        ``shard=(rank, world_size)`` under torchrun: each process's part of every training batch
+        (``batch_size`` stays the global batch) and a disjoint part of the validation data.
         The train loader has ``set_epoch(e)`` and ``__len__`` (steps), and its order and augmentation
-        are a function of ``(config.seed, e)`` only: that is what makes resuming exact."""
+        are a function of ``(config.seed, e)`` only: that is what makes resuming exact. Both have
+        ``num_samples`` (what this process reads per pass), by which metrics are averaged across processes."""
         raise NotImplementedError
 
     def batch_size_of(self, batch: Any) -> int:

@@ -120,8 +120,9 @@ class ImageClassification(Task):
         return resolve_config(config, num_train=self.num_train, image_size=self.data.image_size, model=model,
                               device_type=device_type)
 
-    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module):
-        common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device)
+    def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
+        common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device,
+                      shard=shard)
         train = BatchLoader(self.data.train, config.batch_size, shuffle=True, augment=config.augment,
                             seed=config.seed, drop_last=True, **common)
         val = BatchLoader(self.data.val, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False, augment="none",

@@ -1,0 +1,110 @@
+"""torchrun on two CPU processes (Gloo, loopback): the same model as one process, one set of files,
+exact resume, and errors that end the job instead of hanging it.
+
+Layer norm (GroupNorm with one group: batch-independent and well conditioned at 1x1 maps, where 32
+groups of 4 channels are not), no dropout, no augmentation: then two processes with half the
+global batch each must compute what one process computes, up to float rounding.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from cnnzoo.training import load_checkpoint
+
+DATA = "synthetic:classes=4,n=256,size=16"
+ARGS = ["resnet18", "--data", DATA, "--width-mult", "0.25", "--norm", "layer", "--augment", "none",
+        "--threads", "1", "--batch-size", "32", "--device", "cpu", "--quiet"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args, nproc=2, timeout=120) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def train_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnzoo", "train", *args], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+
+
+def weights(path):
+    return load_checkpoint(path)["model_state"]
+
+
+def test_two_processes_train_the_model_one_process_trains_and_write_one_set_of_files(tmp_path):
+    two = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train_cli(*ARGS, "--epochs", "2", "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    a, b = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
+    assert a.keys() == b.keys()
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 1e-5, worst  # the same global batch, split in two: only float rounding differs
+
+    files = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert files == ["best.pt", "curves.png", "history.csv", "history.json", "last.pt"]
+    history = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert [r["epoch"] for r in history["epochs"]] == [1, 2]
+    assert two.stdout.count("best validation accuracy") == 1  # rank 0 alone speaks
+    one_history = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
+    for mine, theirs in zip(history["epochs"], one_history):  # validation reduced exactly across processes
+        assert abs(mine["val_acc"] - theirs["val_acc"]) < 1e-9 and abs(mine["val_loss"] - theirs["val_loss"]) < 1e-5
+
+
+def test_resume_under_torchrun_continues_exactly(tmp_path):
+    straight = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--time-budget", "0.00001",
+                     "--out", str(tmp_path / "cut"))  # stops after epoch 1 (the budget is checked between epochs)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    resumed = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--out", str(tmp_path / "cut"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _script(tmp_path, body: str):
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_processes_that_disagree_stop_with_one_message(tmp_path):
+    job = _script(tmp_path, """
+        import sys, torch
+        from cnnzoo.errors import UserError
+        from cnnzoo.training.distributed import Processes
+        p = Processes.from_env()
+        p.start(torch.device("cpu"))
+        try:
+            p.check_same("options", {"lr": 0.1 * (p.rank + 1), "epochs": 3})
+        except UserError as err:
+            if p.is_main:
+                print("ERROR", err)
+            sys.exit(2)
+        finally:
+            p.stop()
+    """)
+    result = torchrun(job)
+    assert result.returncode != 0
+    assert result.stdout.count("ERROR") == 1 and "disagree on the options (lr" in result.stdout
+
+
+def test_a_dead_peer_ends_the_job_instead_of_hanging_it(tmp_path):
+    job = _script(tmp_path, """
+        import os, torch
+        from cnnzoo.training.distributed import Processes
+        p = Processes.from_env()
+        p.start(torch.device("cpu"))
+        if p.rank == 1:
+            os._exit(3)   # killed before the collective
+        p.barrier()       # rank 0 would wait here for ever without torchrun's supervision
+    """)
+    result = torchrun(job, timeout=90)  # a hang fails this test by raising TimeoutExpired
+    assert result.returncode != 0
