@@ -7,9 +7,11 @@ global batch each must compute what one process computes, up to float rounding.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import torch
 
@@ -56,16 +58,31 @@ def test_two_processes_train_the_model_one_process_trains_and_write_one_set_of_f
         assert abs(mine["val_acc"] - theirs["val_acc"]) < 1e-9 and abs(mine["val_loss"] - theirs["val_loss"]) < 1e-5
 
 
-def test_resume_under_torchrun_continues_exactly(tmp_path):
-    straight = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--out", str(tmp_path / "straight"))
+def test_a_killed_torchrun_job_resumes_exactly(tmp_path):
+    epochs = ["--epochs", "12"]
+    straight = torchrun("-m", "cnnzoo", "train", *ARGS, *epochs, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-3000:]
-    first = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--time-budget", "0.00001",
-                     "--out", str(tmp_path / "cut"))  # stops after epoch 1 (the budget is checked between epochs)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
-    resumed = torchrun("-m", "cnnzoo", "train", *ARGS, "--epochs", "2", "--out", str(tmp_path / "cut"), "--resume")
+
+    # The same job, killed (every process, at once) once a few epochs are on disk ...
+    cut = tmp_path / "cut"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "cnnzoo", "train", *ARGS, *epochs, "--out", str(cut)]
+    job = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        if (cut / "last.pt").exists() and load_checkpoint(cut / "last.pt")["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    done = load_checkpoint(cut / "last.pt")["epoch"]
+    assert 2 <= done < 12, done  # killed part-way
+
+    # ... and resumed under torchrun: the same weights as the uninterrupted job, bit for bit.
+    resumed = torchrun("-m", "cnnzoo", "train", *ARGS, *epochs, "--out", str(cut), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = weights(tmp_path / "straight" / "last.pt"), weights(tmp_path / "cut" / "last.pt")
+    a, b = weights(tmp_path / "straight" / "last.pt"), weights(cut / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -323,3 +323,25 @@ def test_auxiliary_heads_add_to_the_loss(monkeypatch, tmp_path):
     result = train(model="tiny_aux", data=DATA, epochs=1, progress=False, device="cpu", threads=1)
     assert result.model.forward_train_calls > 0
     assert (tmp_path / "runs" / "tiny_aux-synthetic_classes_4_n_256_size_16" / "last.pt").is_file()
+
+
+def test_a_time_budget_fits_the_schedule_to_the_epochs_it_holds(tmp_path, monkeypatch):
+    # Measured 1 s per epoch (pinned here) and a 3.5 s budget: 3 epochs of the 20 asked, with the
+    # warm-up and cosine decay planned for those 3, so the last epoch runs at a decayed rate.
+    monkeypatch.setattr(trainer_module, "_measure_epoch_seconds", lambda *a, **k: 1.0)
+    result = train(epochs=20, time_budget_s=3.5, out_dir=str(tmp_path), **TINY)
+    assert result.planned_epochs == 3 and len(result.history) == 3 and result.estimated_epoch_s == 1.0
+    assert result.stopped_reason == "time_budget"
+    peak = result.config.lr
+    assert result.history[-1]["lr"] < 0.1 * peak  # cosine ends near zero instead of stopping at its peak
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["config"]["epochs"] == 3  # the plan is part of the run: --resume keeps it
+
+
+def test_measuring_an_epoch_leaves_the_run_untouched(tmp_path):
+    # With a generous budget the plan is the epochs asked for, and the weights are those of a run
+    # without a budget: the timing probe trains a throwaway copy.
+    a = train(epochs=2, out_dir=str(tmp_path / "plain"), **TINY)
+    b = train(epochs=2, time_budget_s=3600, out_dir=str(tmp_path / "budget"), **TINY)
+    assert b.planned_epochs == 2 and b.estimated_epoch_s > 0
+    assert _states_equal(a.model.state_dict(), b.model.state_dict())

@@ -27,7 +27,8 @@ TAKES_MODEL_OVERRIDES = True
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model name (see `cnnzoo list`)")
     add_training_options(parser, "train")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--quiet", "--no-progress", action="store_true",
+                        help="no progress bar or per-epoch lines (progress bars appear only on a terminal)")
     add_model_arguments(parser)
 
 
@@ -49,4 +50,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{best} "
           f"({result.stopped_reason}, {result.train_time_s:.0f}s, {result.images_per_s:.0f} samples/s training); "
           f"outputs in {result.out_dir}: best.pt last.pt history.csv history.json curves.png")
+    if result.test_metrics:
+        print(f"test split ({result.test_metrics['test_images']} images, never used to choose the epoch): "
+              f"accuracy {result.test_metrics['test_acc']:.4f}")
     return EXIT_OK

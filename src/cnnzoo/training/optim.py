@@ -1,7 +1,8 @@
 """Optimizer and learning-rate schedule.
 
 The schedule is a pure function of the global step (:meth:`LRSchedule.lr_at`), so its whole state
-is one integer: resuming sets the step and the learning rate follows exactly.
+is one integer: resuming sets the step and the learning rate follows exactly. Each parameter group
+learns at the schedule's rate times its ``"lr_scale"`` (the backbone's ``--backbone-lr-scale``).
 """
 from __future__ import annotations
 
@@ -11,14 +12,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnzoo.training import finetune
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay conv/linear weights only: norm scales/shifts and biases (1-D tensors) are left alone,
     since shrinking them only fights the normalisation (He et al. 2019, "Bag of Tricks", §3.1)."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 else decay).append(param)
+    decay, no_decay = finetune.split_decay(p for p in model.parameters() if p.requires_grad)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -30,8 +30,12 @@ OPTIMIZER_CLASSES = {
 }
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """``sgd`` (Nesterov, momentum 0.9), ``adamw`` or ``adam`` (decay as L2, as Adam defines it).
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                    backbone_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """``sgd`` (Nesterov, momentum 0.9), ``adamw`` or ``adam`` (decay as L2, as Adam defines it), over
+    :func:`cnnzoo.training.finetune.parameter_groups`: backbone and head apart, the backbone's
+    learning rate ``backbone_lr_scale`` times the head's (parameters that take no gradient now are
+    left out). :class:`LRSchedule` sets each group's rate every step.
 
     The fused implementation (one kernel over all parameters) where this PyTorch has it for the
     parameters' device: on two CPU cores it made VGG16's step 7x (AdamW, 822 -> 112 ms) and 10x
@@ -41,7 +45,7 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float)
     if name not in OPTIMIZER_CLASSES:
         raise ValueError(f"unknown optimizer {name!r}")
     cls, options = OPTIMIZER_CLASSES[name]
-    groups = parameter_groups(model, weight_decay)
+    groups = finetune.parameter_groups(model, weight_decay, backbone_lr_scale)
     try:
         return cls(groups, lr=lr, fused=True, **options)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device, dtype or version
@@ -89,10 +93,11 @@ class LRSchedule:
         return end + (self.peak_lr - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def apply(self, optimizer: torch.optim.Optimizer) -> float:
-        """Set the learning rate for the next step on every group and advance; returns that rate."""
+        """Set the learning rate for the next step on every group (the schedule's rate times the
+        group's ``"lr_scale"``, 1 when it has none) and advance; returns the schedule's rate."""
         lr = self.lr_at(self.step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         self.step += 1
         return lr
 
@@ -103,3 +108,14 @@ class LRSchedule:
     def load_state_dict(self, state: dict) -> None:
         # Only the position is restored: a resumed run given more epochs stretches the schedule.
         self.step = int(state["step"])
+
+
+def group_learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """The learning rate each part of the model last stepped with, by group name without its decay
+    suffix: ``{"backbone": 1e-3, "head": 1e-2}`` (``{"all": ...}`` for a model without a head), for
+    the history, where a reader can see that the factors applied."""
+    rates: dict[str, float] = {}
+    for i, group in enumerate(optimizer.param_groups):
+        part = str(group.get("name", f"group{i}")).split("/")[0]
+        rates.setdefault(part, float(group["lr"]))
+    return rates

@@ -11,6 +11,7 @@ this file knows no images, labels or accuracy.
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnzoo import checkpoint as ckpt
-from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
+from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device, synchronize
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.training.config import TrainConfig, describe, make_config, options_changeable_on_resume
@@ -55,6 +56,11 @@ class TrainResult:
     images_per_s: float  # training throughput over all epochs of this call (forward + backward), samples/s
     monitor: str = "val_acc"
     class_names: list[str] = field(default_factory=list)
+    # The best weights on the data's test split, when it has one (chosen on validation, reported on
+    # test): {"test_loss", "test_acc", "test_images"} for images.
+    test_metrics: Optional[dict[str, float]] = None
+    planned_epochs: Optional[int] = None         # the epochs the run set out to do (its schedule's length)
+    estimated_epoch_s: Optional[float] = None    # with a time budget: seconds per epoch, measured before training
 
     @property
     def best(self) -> dict[str, Any]:
@@ -211,6 +217,8 @@ class _Run:
     best_score: Optional[float] = None
     best_epoch: int = 0
     best_state: Optional[dict] = None
+    estimated_epoch_s: Optional[float] = None
+    cut_by_budget: bool = False  # the budget planned fewer epochs than asked for
     samples_trained: int = 0  # by this call, for its throughput
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
@@ -312,7 +320,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         make_deterministic(device)
     if not processes.is_main:
         processes.barrier()  # rank 0 prepares (and caches) the data first; the others then read the cache
-    task = task_for_model(config.model).load(config, data, progress)
+    task = task_for_model(config.model).load(config, data, progress and sys.stderr.isatty())
     if processes.is_main:
         processes.barrier()
     config = TrainConfig.from_dict({**config.to_dict(), "data": task.source})
@@ -338,6 +346,14 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
 
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     steps_per_epoch = len(train_loader)
+    estimated_epoch_s, cut_by_budget = None, False
+    if config.time_budget_s:
+        estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
+            _measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
+        if saved is None:
+            asked = config.epochs
+            config = _fit_epochs_to_budget(config, estimated_epoch_s, log)
+            cut_by_budget = config.epochs < asked
     if processes.enabled:
         log(f"torchrun: {processes.world_size} processes ({backend}); the global batch of {config.batch_size} is "
             f"{config.batch_size // processes.world_size} per process, and the learning rate {config.lr:g} "
@@ -349,7 +365,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay),
         schedule=LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
                             warmup_steps=round(config.warmup_epochs * steps_per_epoch)),
-        scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"))
+        scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),
+        estimated_epoch_s=estimated_epoch_s, cut_by_budget=cut_by_budget)
     if saved is not None:
         run.restore(saved)
     return run, saved
@@ -373,7 +390,8 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.epochs):
-            if _out_of_time(config, run_start, run.history[start_epoch:]):
+            # rank 0's clock decides for every process: one stopping alone would leave the others waiting
+            if processes.broadcast(_out_of_time(config, run_start, run.history[start_epoch:])):
                 stopped_reason = "time_budget"
                 break
             record = run.run_epoch(epoch, progress)
@@ -389,6 +407,8 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
                 log(f"early stopping: no better {task.monitor} for {config.patience} epochs")
                 break
         run.writer.wait()
+        if stopped_reason == "completed" and run.cut_by_budget:
+            stopped_reason = "time_budget"  # it did all the epochs the budget held, fewer than asked
     except _NonFinite as err:
         run.writer.wait()  # the last good epoch's checkpoint finishes; nothing of the bad one is saved
         _finish_files(run, "diverged")
@@ -403,8 +423,14 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
         run.writer.wait()  # the last completed epoch is on disk before we say so
         _report_interruption(log, run, epoch)
 
-    _finish_files(run, stopped_reason)
-    return _result(run, stopped_reason, time.perf_counter() - run_start)
+    wall_time = time.perf_counter() - run_start
+    if run.best_state is not None:
+        run.model.load_state_dict(run.best_state)
+    test = run.task.test_metrics(run.model, config, run.device) if run.history else None
+    if test is not None:
+        log(f"best epoch ({run.best_epoch}) on the test split: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items()))
+    _finish_files(run, stopped_reason, test)
+    return _result(run, stopped_reason, wall_time, test)
 
 
 def _report_interruption(log, run: _Run, epoch: int) -> None:
@@ -418,15 +444,57 @@ def _report_interruption(log, run: _Run, epoch: int) -> None:
         log("\ninterrupted before the first epoch completed: nothing to resume from", file=sys.stderr)
 
 
-def _result(run: _Run, stopped_reason: str, wall_time: float) -> TrainResult:
-    if run.best_state is not None:
-        run.model.load_state_dict(run.best_state)
+def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dict]) -> TrainResult:
     run.model.eval()
     return TrainResult(
         history=run.history, best_epoch=run.best_epoch, train_time_s=wall_time, out_dir=str(run.out_dir),
         model=run.model, stopped_reason=stopped_reason, config=run.config,
         images_per_s=run.samples_trained / run.time_training if run.time_training else 0.0,
-        monitor=run.task.monitor, class_names=list(getattr(run.task, "class_names", [])))
+        monitor=run.task.monitor, class_names=list(getattr(run.task, "class_names", [])), test_metrics=test,
+        planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s)
+
+
+PROBE_STEPS = 3  # training steps timed before a budgeted run fixes its schedule (the first is a warm-up)
+
+
+def _measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loader, config: TrainConfig,
+                           device: torch.device) -> float:
+    """Seconds one epoch will take, from a few training steps of a throwaway copy of the model and
+    optimizer: the run's own weights, optimizer and random state are left exactly as they were."""
+    rng = ckpt.get_rng_state()
+    probe = copy.deepcopy(model).train()
+    optimizer = build_optimizer(probe, config.optimizer, config.lr, config.weight_decay)
+    times = []
+    for step, batch in enumerate(train_loader):
+        start = time.perf_counter()
+        with autocast(device, config.amp):
+            loss, _ = task.loss(probe, batch, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if step + 1 >= PROBE_STEPS:
+            break
+    ckpt.set_rng_state(rng)
+    del probe, optimizer
+    per_step = min(times[1:] or times)  # the first step pays for allocation and kernel selection
+    # Validation is a forward pass (about a third of a training step per sample) over the val loader.
+    val_steps = len(val_loader) * val_loader.batch_size / max(train_loader.batch_size, 1)
+    return per_step * (len(train_loader) + val_steps / 3)
+
+
+def _fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfig:
+    """The run's epochs cut to what the budget holds, so that the schedule (its warm-up and decay)
+    is planned for the epochs that will run and the run ends with a decayed learning rate; the
+    fitted value is stored in the config, so a resumed run keeps the plan."""
+    fit = max(1, int(config.time_budget_s // max(epoch_s, 1e-9)))
+    epochs = min(config.epochs, fit)
+    log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
+                                                       else "") + "; the learning-rate schedule is fitted to them")
+    return TrainConfig.from_dict({**config.to_dict(), "epochs": epochs,
+                                  "warmup_epochs": min(config.warmup_epochs, epochs / 2)})
 
 
 def _out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -> bool:
@@ -444,15 +512,18 @@ def _write_history(run: _Run, extra: Optional[dict] = None) -> None:
     write_history(run.out_dir, run.history, run.config.to_dict(), extra, columns=run.task.history_columns)
 
 
-def _finish_files(run: _Run, stopped_reason: str) -> None:
-    _write_history(run, {"best_epoch": run.best_epoch, "stopped_reason": stopped_reason})
+def _finish_files(run: _Run, stopped_reason: str, test: Optional[dict] = None) -> None:
+    _write_history(run, {"best_epoch": run.best_epoch, "stopped_reason": stopped_reason,
+                         **({"test": test} if test is not None else {})})
     if run.history and run.processes.is_main:
         plot_curves(run.history, run.out_dir / "curves.png", metrics=run.task.metrics,
                     limits=run.task.metric_limits, title=f"{run.config.model} on {run.config.data}")
 
 
 def _progress_bar(progress: bool, epoch: int, epochs: int, total: int, unit: str):
-    if not progress:
+    # On a terminal only: redirected to a file, each refresh would be a carriage-return line (thousands
+    # per run); the per-epoch line says what matters there.
+    if not progress or not sys.stderr.isatty():
         return None
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit=unit, leave=False, dynamic_ncols=True)
 

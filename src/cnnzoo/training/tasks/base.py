@@ -93,6 +93,11 @@ class Task:
         """Validation metrics: ``{"val_loss": ..., "val_<metric>": ...}``."""
         raise NotImplementedError
 
+    def test_metrics(self, model: nn.Module, config: TrainConfig, device: torch.device) -> Optional[dict]:
+        """The model's metrics on the data's test split (``test_<metric>`` and how many samples),
+        or None when the data has none."""
+        return None
+
     # --- files ---
     def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
         """What a checkpoint carries besides the model and the run, so the model can be used alone."""

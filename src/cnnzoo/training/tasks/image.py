@@ -139,6 +139,15 @@ class ImageClassification(Task):
     def evaluate(self, model: nn.Module, loader, device: torch.device, amp: bool) -> dict[str, float]:
         return evaluate_loader(model, loader, device, amp)
 
+    def test_metrics(self, model: nn.Module, config: TrainConfig, device: torch.device) -> Optional[dict]:
+        test = self.data.test
+        if test is None or len(test) == 0:
+            return None
+        loader = BatchLoader(test, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False, mean=self.data.mean,
+                             std=self.data.std, channels_last=config.channels_last, device=device)
+        metrics = evaluate_loader(model, loader, device, config.amp)
+        return {"test_loss": metrics["val_loss"], "test_acc": metrics["val_acc"], "test_images": len(test)}
+
     def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
         # Everything predict needs to feed one image exactly as training did. "resize" is one of
         # cnnzoo.data.RESIZE_MODES ("shorter_crop": shorter side to image_size, then a centre crop).
