@@ -1,0 +1,128 @@
+"""A folder of audio files (WAV, FLAC, OGG) as mono float signals at the model's sample rate.
+
+Files are read with soundfile (libsndfile: any bit depth, integer or float) and mixed to mono by
+averaging the channels; a file at another rate is resampled with ``scipy.signal.resample_poly``
+(a polyphase filter: band-limited, no aliasing from downsampling). A file that cannot be read is
+skipped and named, with the others, in one warning; a folder where none can be read is an error.
+
+    audio = load_audio_folder("speech/", sample_rate=8000)
+    train, val = audio.split(val_fraction=0.1)   # the last 10% of every file is validation
+    SequenceLoader(train, window=4096, batch_size=8, target="mulaw")
+
+soundfile and scipy are the optional ``audio`` extra (``pip install cnnzoo[audio]``): import this
+module only where audio is read.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
+from cnnzoo.data.sequences import SequenceSet, split_in_time
+from cnnzoo.data.splits import DataError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+MAX_LISTED = 20  # skipped files named in the warning
+
+__all__ = ["AUDIO_EXTENSIONS", "AudioSet", "SkippedAudioWarning", "list_audio_files", "load_audio_folder",
+           "mu_law_decode", "mu_law_encode", "read_audio"]
+
+
+class SkippedAudioWarning(UserWarning):
+    """Some audio files could not be read and were left out."""
+
+
+@dataclass
+class AudioSet:
+    """Mono float32 signals ``[T]`` at ``sample_rate``, one per readable file, named by their path
+    relative to ``source``; ``skipped`` lists the unreadable files with the reason."""
+
+    signals: list[np.ndarray]
+    names: list[str]
+    sample_rate: int
+    source: str
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(len(s) for s in self.signals) / self.sample_rate
+
+    def summary(self) -> str:
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        return (f"{self.source}: {len(self.signals)} audio file{'s' if len(self.signals) != 1 else ''}, "
+                f"{self.seconds:.1f} s at {self.sample_rate} Hz{skipped}")
+
+    def split(self, val_fraction: float = 0.1) -> tuple[SequenceSet, SequenceSet]:
+        """(train, val): the last ``val_fraction`` of every file is validation, the rest training, so a
+        single recording splits too and no validation sample is ever inside a training window."""
+        parts = [split_in_time(signal[None], val_fraction) for signal in self.signals]
+        return (SequenceSet([train for train, _ in parts], list(self.names)),
+                SequenceSet([val for _, val in parts], list(self.names)))
+
+
+def list_audio_files(root: Path) -> list[Path]:
+    """Audio files under ``root`` (recursively, sorted; hidden files and other extensions ignored)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames)
+                     if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS)
+    return found
+
+
+def read_audio(path: Union[str, os.PathLike], sample_rate: int) -> np.ndarray:
+    """One file as mono float32 ``[T]`` at ``sample_rate``. Raises what soundfile raises for a bad
+    file, and ValueError for one with no samples or with non-finite ones."""
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # [T, channels], ints scaled to [-1, 1)
+    if data.size == 0:
+        raise ValueError("no samples")
+    mono = data.mean(axis=1)
+    if not np.isfinite(mono).all():
+        raise ValueError("non-finite samples")
+    if rate != sample_rate:
+        divisor = math.gcd(int(rate), int(sample_rate))
+        mono = resample_poly(mono, sample_rate // divisor, rate // divisor)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def load_audio_folder(root: Union[str, os.PathLike], sample_rate: int) -> AudioSet:
+    """Every audio file under ``root`` (a folder, or one file), mono, at ``sample_rate``."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"no such file or folder: {root}")
+    paths = [root] if root.is_file() else list_audio_files(root)
+    if not paths:
+        raise DataError(f"no audio files in {root} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
+    signals, names, skipped = [], [], []
+    for path in paths:
+        name = path.name if path == root else path.relative_to(root).as_posix()
+        try:
+            signals.append(read_audio(path, sample_rate))
+            names.append(name)
+        except Exception as error:  # libsndfile and numpy raise many kinds for a bad file
+            skipped.append(f"{name} ({_reason(error)})")
+    if not signals:
+        raise DataError(f"none of the {len(paths)} audio files in {root} could be read: {_listing(skipped)}")
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable audio file{'s' if len(skipped) > 1 else ''} in {root}: "
+                      f"{_listing(skipped)}", SkippedAudioWarning, stacklevel=2)
+    return AudioSet(signals, names, sample_rate, str(root), skipped)
+
+
+def _reason(error: Exception) -> str:
+    # libsndfile's own words ("Format not recognised."), without the path its message repeats.
+    text = getattr(error, "error_string", None) or str(error) or type(error).__name__
+    return text.strip().rstrip(".")
+
+
+def _listing(items: list[str]) -> str:
+    more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return ", ".join(items[:MAX_LISTED]) + more
