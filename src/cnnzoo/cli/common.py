@@ -92,6 +92,7 @@ def add_training_options(parser: argparse.ArgumentParser, command: str, *,
     hints = typing.get_type_hints(TrainConfig)
     groups = {"training": parser.add_argument_group("training (unset: the default for this data and model)"),
               "fine-tuning": parser.add_argument_group("fine-tuning from pretrained weights"),
+              "sequences": parser.add_argument_group("sequence models (WaveNet on audio or CSV series)"),
               "distributed": parser.add_argument_group("several processes (under torchrun; "
                                                        "detected, no flag needed)"),
               "output": parser.add_argument_group("output")}

@@ -7,5 +7,6 @@ from .mobilenet_v1 import MobileNetV1
 from .mobilenet_v2 import MobileNetV2
 from .resnet import ResNet
 from .vgg import VGG
+from .wavenet import WaveNet, WaveNetConfig
 
-__all__ = ["DenseNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "ResNet", "VGG"]
+__all__ = ["DenseNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "ResNet", "VGG", "WaveNet", "WaveNetConfig"]

@@ -64,8 +64,9 @@ def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, c
     ``on_resume``: the option may be changed when a run is resumed, because it does not change the
     computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
     unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
-    ``group``: "training", "output", "fine-tuning" or "distributed": the heading ``--help`` lists it
-    under. ``valid``: the rule a value must meet, one of :data:`RULES` (``choices`` are checked too).
+    ``group``: "training", "output", "fine-tuning", "sequences" or "distributed": the heading
+    ``--help`` lists it under. ``valid``: the rule a value must meet, one of :data:`RULES`
+    (``choices`` are checked too).
     """
     if valid is not None and valid not in RULES:
         raise ValueError(f"unknown rule {valid!r}; known: {', '.join(RULES)}")
@@ -139,6 +140,13 @@ class TrainConfig:
     backbone_lr_scale: Optional[float] = option(None, "the backbone learns at this fraction of --lr "
                                                 "(default: 1, or 0.1 with --weights)", valid="positive",
                                                 group="fine-tuning")
+    # --- sequence models (WaveNet): audio folders and CSV series ---
+    window: Optional[int] = option(None, "sequence models: samples per training window (default: the "
+                                   "task's, a few receptive fields)", valid="count", group="sequences")
+    sample_rate: Optional[int] = option(None, "audio: resample every file to this rate in Hz (default: the "
+                                        "model's)", valid="count", group="sequences")
+    columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (default: "
+                                    "every numeric column)", group="sequences")
     # --- several processes (torchrun) ---
     sync_bn: bool = option(False, "under torchrun, synchronise batch-norm statistics across processes "
                            "in every step (SyncBatchNorm; NCCL/GPU only)", group="distributed")

@@ -1,9 +1,17 @@
-"""Evaluate a checkpoint on a data set: accuracy, top-5, per-class precision/recall, confusion matrix."""
+"""Evaluate a checkpoint on held-out images: accuracy (with its 95 % interval), top-5, per-class
+precision/recall, confusion matrix.
+
+Held out means never trained on. Given the data the model was trained on, the default split is that
+data's test split if it has one, else its validation split, and the training images are refused;
+other data is scored on its test split if it has one, else on all of it. The result always says
+which split and how many images.
+"""
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -18,6 +26,24 @@ from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
 
 SPLITS = ("val", "test", "train", "all")
+TRAINED_ON = ("train", "all")  # the splits that hold the images a model was trained on
+Z_95 = 1.959963984540054  # two-sided 95 %: the 0.975 quantile of the standard normal
+
+
+def accuracy_interval(accuracy: float, n: int, z: float = Z_95) -> Optional[tuple[float, float]]:
+    """The Wilson score interval (95 % by default) of an accuracy measured on ``n`` images.
+
+    Wilson rather than the normal approximation (accuracy +- z * standard error), which leaves [0, 1]
+    and collapses to a point at 0 % or 100 %; Newcombe (1998, Statistics in Medicine 17:857) shows it
+    keeps close to its nominal coverage down to small ``n``. ``accuracy`` may be a mean over seeds
+    (a non-integer count of correct images). None when there are no images.
+    """
+    if not n:
+        return None
+    p, z2 = float(accuracy), z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass
@@ -33,9 +59,23 @@ class EvalResult:
     data: str
     split: str
     files: dict[str, str]  # what was written: {"confusion_matrix_png": ..., "metrics_json": ...}
+    accuracy_interval: Optional[tuple[float, float]] = None  # Wilson 95 % over the num_images
+    split_reason: str = ""  # why this split: what makes its images held out
+    # Per image, in the split's order (not in to_dict: the metrics are the summary of these).
+    labels: Optional[np.ndarray] = field(default=None, repr=False)      # true class (checkpoint's order)
+    predicted: Optional[np.ndarray] = field(default=None, repr=False)   # predicted class
+    confidence: Optional[np.ndarray] = field(default=None, repr=False)  # softmax probability of `predicted`
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k not in ("labels", "predicted", "confidence")}
+        if self.accuracy_interval is not None:
+            out["accuracy_interval"] = list(self.accuracy_interval)
+        return out
+
+    def describe_split(self) -> str:
+        """``'test split of <data>: 10000 images (its test split, ...)'``: what every output starts with."""
+        return f"{self.split} split of {self.data}: {self.num_images} images" + (
+            f" ({self.split_reason})" if self.split_reason else "")
 
 
 def _remap_labels(data, class_names: list[str]) -> np.ndarray:
@@ -70,14 +110,51 @@ def _predict_all(model: nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(logits), torch.cat(labels)
 
 
+def held_out_split(data, trained_on_it: bool, split: Optional[str] = None) -> tuple[str, str]:
+    """``(split, why its images are held out)`` for scoring a model on ``data``.
+
+    Default: the test split when the data has one; else, for the data the model was trained on, its
+    validation split, and for other data all of it. On the training data, the splits that hold the
+    training images (``train``, ``all``) are refused.
+    """
+    has_test = data.test is not None and len(data.test) > 0
+    if split is None:
+        if has_test:
+            split = "test"
+        else:
+            split = "val" if trained_on_it else "all"
+    if trained_on_it and split in TRAINED_ON:
+        raise UserError(f"the model was trained on {data.source!r}: its {split!r} split holds the images it "
+                        f"learnt from, so its accuracy there says nothing about new images. Choose --split "
+                        f"{'test or val' if has_test else 'val'}, or give other data with --data")
+    reasons = {
+        "test": "the data's test split: used neither to train nor to choose the epoch",
+        "val": ("held out from training, but used to choose the best epoch"
+                + ("; the test split is the unbiased number" if has_test else "")) if trained_on_it
+        else "the data's validation split",
+        "train": "the data's train split (not the data the model was trained on)",
+        "all": "every image of data the model was not trained on",
+    }
+    return split, reasons[split]
+
+
+def _same_source(data, config: dict) -> bool:
+    """Is ``data`` the data the checkpoint was trained on? Loaders normalise ``source`` (a folder's
+    resolved path, a synthetic spec with its size), and training stores that normalised name."""
+    return str(data.source) == str(config.get("data"))
+
+
 def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Optional[str] = None,
              batch_size: int = 256, out_dir: Optional[Union[str, os.PathLike]] = None,
              device: str = "auto", progress: bool = False) -> EvalResult:
-    """Evaluate a checkpoint (a path, or a loaded checkpoint dict).
+    """Evaluate a checkpoint (a path, or a loaded checkpoint dict) on images it was not trained on.
 
-    ``data``: ``None`` = the data the model was trained on (its validation split by default); a
-    source string or a ``DataSplits`` = that data (all of it by default, as a held-out set).
-    Images are prepared with the checkpoint's size, resize mode, mean and std.
+    ``data``: ``None`` = the data the model was trained on; a source string or a ``DataSplits`` =
+    that data. ``split`` (default: see :func:`held_out_split`): the test split when the data has
+    one, else the validation split of the training data or all of other data; ``train``/``all`` of
+    the training data are refused. The data is loaded with the checkpoint's seed and validation share,
+    so the training data's validation split is the one training held out. Images are prepared with
+    the checkpoint's size, resize mode, mean and std.
     Writes ``confusion_matrix.png`` and ``metrics.json`` to ``out_dir`` (default: beside the
     checkpoint; nothing is written when a dict is given without ``out_dir``).
     """
@@ -89,14 +166,14 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     config, prep = state["config"], state["preprocessing"]
-    own_data = data is None
     if isinstance(data, (str, os.PathLike)) or data is None:
-        source = config["data"] if own_data else data
-        data = load_dataset(source, image_size=prep["image_size"], seed=config.get("seed", 0),
-                            val_fraction=config.get("val_fraction", 0.2) if own_data else 0.2,
+        # The checkpoint's seed and validation share for any data: for the training data they give
+        # back the validation split training held out; for other data they change nothing.
+        data = load_dataset(config["data"] if data is None else data, image_size=prep["image_size"],
+                            seed=config.get("seed", 0), val_fraction=config.get("val_fraction", 0.2),
                             resize=prep.get("resize", "shorter_crop"), cache_dir=config.get("cache_dir"),
                             progress=progress)
-    split = split or ("val" if own_data else "all")
+    split, reason = held_out_split(data, _same_source(data, config), split)
     if data.image_size != prep["image_size"]:
         raise UserError(f"the model was trained on {prep['image_size']} px images, the data gives "
                         f"{data.image_size} px; load it with image_size={prep['image_size']}")
@@ -109,7 +186,7 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
     loader = BatchLoader(image_set, batch_size, shuffle=False, mean=prep["mean"], std=prep["std"], device=dev)
     logits, labels = _predict_all(model, loader)
     labels = torch.from_numpy(remap)[labels]
-    predicted = logits.argmax(1)
+    confidence, predicted = torch.softmax(logits, 1).max(1)
     k = len(class_names)
     top5 = None
     if k > 5:
@@ -118,12 +195,15 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
     precision, recall, _, support = precision_recall_fscore_support(
         y_true, y_pred, labels=list(range(k)), zero_division=0)
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(k)))
+    accuracy = float((y_true == y_pred).mean())
     result = EvalResult(
-        accuracy=float((y_true == y_pred).mean()), top5_accuracy=top5,
+        accuracy=accuracy, top5_accuracy=top5,
         per_class=[{"class": name, "precision": float(p), "recall": float(r), "support": int(s)}
                    for name, p, r, s in zip(class_names, precision, recall, support)],
         confusion_matrix=matrix.tolist(), class_names=class_names, num_images=len(y_true),
-        data=str(data.source), split=split, files={})
+        data=str(data.source), split=split, files={},
+        accuracy_interval=accuracy_interval(accuracy, len(y_true)), split_reason=reason,
+        labels=y_true, predicted=y_pred, confidence=confidence.numpy())
     if out_dir is None and ckpt_path is not None:
         out_dir = ckpt_path.parent
     if out_dir is not None:

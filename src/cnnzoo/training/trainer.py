@@ -28,7 +28,7 @@ from cnnzoo import checkpoint as ckpt
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device, synchronize
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
-from cnnzoo.training.config import TrainConfig, describe, make_config, options_changeable_on_resume
+from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume
 from cnnzoo.training.distributed import Processes
 from cnnzoo.training.history import plot_curves, write_history
 from cnnzoo.training.optim import LRSchedule, build_optimizer
@@ -380,7 +380,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     start_epoch = len(run.history)
     if saved is not None:
         log(f"resuming {out_dir / 'last.pt'} after epoch {start_epoch} of {config.epochs}")
-    log(describe(config))
+    log(task.describe(config))
     log(f"data: {task.summary()}; device {run.device}; writing to {out_dir}")
     _write_history(run)
 

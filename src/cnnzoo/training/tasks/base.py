@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
-from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.config import TrainConfig, describe
 
 
 class TrainMetrics:
@@ -62,6 +62,10 @@ class Task:
     def model_args(self, config: TrainConfig) -> dict:
         """The user's model overrides plus what the data imposes (classes, channels...)."""
         return dict(config.model_args)
+
+    def describe(self, config: TrainConfig) -> str:
+        """The resolved settings on one line, printed once at the start of a run."""
+        return describe(config)
 
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
         """Fill every option left at None with this task's default for this data and model."""
