@@ -66,7 +66,7 @@ def without_resume_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
 def best_score(checkpoint: dict[str, Any]) -> Optional[float]:
     """The best value of the run's monitored metric so far (checkpoints before tasks: val_acc)."""
     value = checkpoint.get(f"best_{checkpoint.get('monitor', 'val_acc')}")
-    return None if value is None or value < 0 else float(value)
+    return None if value is None else float(value)  # a loss may be negative (Gaussian NLL)
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: PathLike) -> None:
