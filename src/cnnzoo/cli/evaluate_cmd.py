@@ -1,9 +1,13 @@
-"""Evaluate a checkpoint: accuracy, top-5 (with more than 5 classes), per-class precision and
-recall, and a confusion matrix (PNG + metrics.json).
+"""Evaluate a checkpoint on images it was not trained on: accuracy with its 95 % interval, top-5 (with
+more than 5 classes), per-class precision and recall, and a confusion matrix (PNG + metrics.json).
 
 examples:
-  cnnzoo evaluate runs/resnet18-digits/best.pt               # its own validation split
+  cnnzoo evaluate runs/resnet18-digits/best.pt               # its data's test split, else its validation split
+  cnnzoo evaluate best.pt --data cifar10-folder/             # a folder with test/: scored on test/
   cnnzoo evaluate best.pt --data holdout/ --out report/      # every image of another folder
+
+The training images are never scored: on the data the model was trained on, --split train and
+--split all are refused. The output always names the split and how many images it holds.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a .pt file written by `cnnzoo train` (best.pt or last.pt)")
     parser.add_argument("--data", help="data to evaluate on (default: the data the model was trained on)")
     parser.add_argument("--split", choices=SPLITS,
-                        help="which part of the data (default: val for the training data, all for --data)")
+                        help="which part of the data (default: test when the data has one; else val for the "
+                             "data the model was trained on, all for other data)")
     parser.add_argument("--out", help="folder for confusion_matrix.png and metrics.json "
                                       "(default: beside the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -42,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 def format_report(result) -> str:
     """Accuracy lines, then one row per class (precision and recall as fractions)."""
-    lines = [f"{result.data} ({result.split}, {result.num_images} images)",
-             f"accuracy       {result.accuracy:.4f}"]
+    lines = [f"scored on the {result.describe_split()}", f"accuracy       {result.accuracy:.4f}"
+             + (" (95 % interval {:.4f}-{:.4f}, Wilson)".format(*result.accuracy_interval)
+                if result.accuracy_interval else "")]
     if result.top5_accuracy is not None:
         lines.append(f"top-5 accuracy {result.top5_accuracy:.4f}")
     rows = [(r["class"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", r["support"]) for r in result.per_class]

@@ -1,17 +1,18 @@
 """Compare models side by side: real training runs on the user's data, one report.
 
     import cnnzoo
-    result = cnnzoo.compare(["mobilenet_v2:width_mult=0.5", "vgg16_bn"], data="path/to/flowers",
-                            image_size=64, out_dir="flowers-compare")
-    print(result.table())
+    result = cnnzoo.compare(["mobilenet_v2:width_mult=0.5", "vgg16_bn", "mobilenet_v1:image_size=96"],
+                            data="path/to/flowers", image_size=64, repeats=3, out_dir="flowers-compare")
+    print(result.table())              # result.models: one ModelRecord per model
 
 See :func:`cnnzoo.compare.runner.compare` for the options and :mod:`cnnzoo.compare.report` for what
 is written.
 """
-from cnnzoo.compare.analysis import best_trade_off, pareto_front, verdict
+from cnnzoo.compare.analysis import best_trade_off, pareto_front, recommended, tied_with_best, verdict
 from cnnzoo.compare.plan import PLANS, choose_plan
+from cnnzoo.compare.record import ModelRecord, SeedRun
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.runner import Comparison, LatencySettings, compare
 
-__all__ = ["compare", "Comparison", "LatencySettings", "pareto_front", "best_trade_off", "verdict",
-           "write_report", "markdown_table", "PLANS", "choose_plan"]
+__all__ = ["compare", "Comparison", "LatencySettings", "ModelRecord", "SeedRun", "pareto_front", "best_trade_off",
+           "tied_with_best", "recommended", "verdict", "write_report", "markdown_table", "PLANS", "choose_plan"]

@@ -1,98 +1,223 @@
-"""What the numbers say: the Pareto front and the verdict in words.
+"""What the numbers say: the Pareto front, ties within the noise, over-fitting, and the verdict in words.
 
 Only models whose status is ``"done"`` take part; failed ones are listed separately in the report.
-Accuracy is the best validation accuracy of each run (a fraction in [0, 1]).
+Accuracy is the best validation accuracy of each run (a fraction in [0, 1]; with repeats, the mean
+over seeds). Every function takes :class:`~cnnzoo.compare.record.ModelRecord` objects or the dicts
+of a ``results.json``. Each rule is stated once here, and the report quotes it.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
+from cnnzoo.compare.record import SEED_SPREAD, ModelRecord, as_records
 from cnnzoo.text import format_count, format_percent
 
-# The rule for "best trade-off", stated once here and quoted in the report.
+Records = Sequence[Union[ModelRecord, dict]]
+
 TRADE_OFF_TOLERANCE_POINTS = 1.0
 TRADE_OFF_RULE = (
     "Best trade-off = the model with the fewest MACs whose best validation accuracy is within "
     f"{TRADE_OFF_TOLERANCE_POINTS:g} percentage point of the most accurate model "
     "(ties broken by higher accuracy). It always lies on the accuracy-vs-MACs Pareto front."
 )
+TIE_RULE = (
+    "Ties: a model is indistinguishable from the most accurate one when the 95 % interval of the "
+    "difference between their accuracies includes zero. That interval combines the two models' own "
+    "intervals (Newcombe's square-and-add: the lead minus the root of the sum of the squared margins), "
+    "each the Wilson score interval over the validation images, widened with --repeats to at least the "
+    f"mean +- {SEED_SPREAD:g} standard deviations across seeds. The verdict then names no winner among "
+    "the tied models and says which of them costs the fewest MACs. The rule is cautious: it treats the "
+    "two accuracies as independent although both are measured on the same images, so a lead it calls "
+    "clear is very unlikely to be noise, while a tie may hide a small real difference."
+)
+RECOMMEND_RULE = (
+    "Recommended = the model with the fewest MACs among the most accurate one, those tied with it, "
+    f"and those within {TRADE_OFF_TOLERANCE_POINTS:g} point of it; its mistakes are shown below."
+)
+OVERFIT_GAP_POINTS = 10.0
+OVERFIT_RULE = (
+    f"Over-fitting flag: training accuracy more than {OVERFIT_GAP_POINTS:g} points above validation "
+    "accuracy at the last epoch (training accuracy is the running mean over that epoch's batches, "
+    "augmented, so the true gap is if anything larger)."
+)
 
 
-def done(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("status") == "done"]
+def done(records: Records) -> list[ModelRecord]:
+    return [r for r in as_records(records) if r.done]
 
 
-def pareto_front(records: list[dict], cost_key: str, acc_key: str = "best_val_acc") -> list[str]:
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def pareto_front(records: Records, cost_key: str, acc_key: str = "best_val_acc") -> list[str]:
     """Names of the models no other model beats on both counts (higher ``acc_key``, lower ``cost_key``).
 
     A model is dominated when another is at least as accurate and at least as cheap, and strictly
     better on one of the two. The front is returned cheapest first.
     """
-    points = [r for r in done(records) if _finite(r.get(cost_key)) and _finite(r.get(acc_key))]
+    points = [(r.name, getattr(r, cost_key), getattr(r, acc_key)) for r in done(records)
+              if _finite(getattr(r, cost_key, None)) and _finite(getattr(r, acc_key, None))]
 
-    def dominates(a: dict, b: dict) -> bool:
-        at_least = a[acc_key] >= b[acc_key] and a[cost_key] <= b[cost_key]
-        strictly = a[acc_key] > b[acc_key] or a[cost_key] < b[cost_key]
-        return at_least and strictly
+    def dominates(a, b) -> bool:
+        return a[2] >= b[2] and a[1] <= b[1] and (a[2] > b[2] or a[1] < b[1])
 
     front = [p for p in points if not any(dominates(q, p) for q in points if q is not p)]
-    return [p["name"] for p in sorted(front, key=lambda r: (r[cost_key], -r[acc_key]))]
+    return [name for name, _, _ in sorted(front, key=lambda p: (p[1], -p[2]))]
 
 
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def best_trade_off(records: list[dict], tolerance_points: float = TRADE_OFF_TOLERANCE_POINTS) -> Optional[dict]:
+def best_trade_off(records: Records, tolerance_points: float = TRADE_OFF_TOLERANCE_POINTS) -> Optional[ModelRecord]:
     """The cheapest model (fewest MACs) within ``tolerance_points`` of the best accuracy; see TRADE_OFF_RULE."""
-    finished = [r for r in done(records) if _finite(r.get("macs")) and _finite(r.get("best_val_acc"))]
+    finished = [r for r in done(records) if _finite(r.macs) and _finite(r.best_val_acc)]
     if not finished:
         return None
-    top = max(r["best_val_acc"] for r in finished)
-    close = [r for r in finished if (top - r["best_val_acc"]) * 100 <= tolerance_points + 1e-9]
-    return min(close, key=lambda r: (r["macs"], -r["best_val_acc"]))
+    top = max(r.best_val_acc for r in finished)
+    close = [r for r in finished if (top - r.best_val_acc) * 100 <= tolerance_points + 1e-9]
+    return min(close, key=lambda r: (r.macs, -r.best_val_acc))
 
 
-def verdict(records: list[dict]) -> list[str]:
-    """The verdict as a few sentences: most accurate, fastest, best trade-off, failures."""
+def most_accurate(records: Records) -> Optional[ModelRecord]:
+    finished = [r for r in done(records) if _finite(r.best_val_acc)]
+    return max(finished, key=lambda r: r.best_val_acc) if finished else None
+
+
+def lead_lower_bound(leader: ModelRecord, other: ModelRecord) -> Optional[float]:
+    """The lower end of the 95 % interval of ``leader``'s accuracy minus ``other``'s (Newcombe 1998,
+    Statistics in Medicine 17:873, method 10: square-and-add of the two single-proportion intervals);
+    None when either interval is unknown."""
+    a, b = leader.interval(), other.interval()
+    if a is None or b is None:
+        return None
+    lead = leader.best_val_acc - other.best_val_acc
+    return lead - math.hypot(leader.best_val_acc - a[0], b[1] - other.best_val_acc)
+
+
+def tied_with_best(records: Records) -> list[ModelRecord]:
+    """The most accurate model and every model it does not lead beyond the noise (TIE_RULE), most
+    accurate first. Only the best itself when intervals are unknown."""
+    best = most_accurate(records)
+    if best is None:
+        return []
+    tied = []
+    for r in done(records):
+        if r is best or not _finite(r.best_val_acc):
+            continue
+        bound = lead_lower_bound(best, r)
+        if bound is not None and bound <= 0:
+            tied.append(r)
+    return [best] + sorted(tied, key=lambda r: -r.best_val_acc)
+
+
+def recommended(records: Records) -> Optional[ModelRecord]:
+    """The model RECOMMEND_RULE picks (the most accurate one when no MACs were measured)."""
+    best = most_accurate(records)
+    if best is None:
+        return None
+    candidates = {r.name: r for r in tied_with_best(records)}
+    pick = best_trade_off(records)
+    if pick is not None:
+        candidates[pick.name] = pick
+    costed = [r for r in candidates.values() if _finite(r.macs)]
+    return min(costed, key=lambda r: (r.macs, -r.best_val_acc)) if costed else best
+
+
+def overfitting(records: Records, gap_points: float = OVERFIT_GAP_POINTS) -> list[ModelRecord]:
+    """Models whose final training accuracy is more than ``gap_points`` above validation (OVERFIT_RULE)."""
+    return [r for r in done(records) if r.overfit_gap is not None and 100 * r.overfit_gap > gap_points]
+
+
+def verdict(records: Records) -> list[str]:
+    """The verdict as a few sentences: most accurate (or the tie), fastest, trade-off, recommendation,
+    over-fitting, failures."""
+    records = as_records(records)
     finished = done(records)
     lines: list[str] = []
     if not finished:
         lines.append("No model finished, so there is nothing to compare yet.")
     else:
-        best = max(finished, key=lambda r: r["best_val_acc"])
-        lines.append(f"Most accurate: {best['name']} ({_pct(best['best_val_acc'])} best validation "
-                     f"accuracy, epoch {best.get('best_epoch')}).")
-        timed = [r for r in finished if _finite(r.get("latency_b1_ms"))]
+        best = most_accurate(finished)
+        tied = tied_with_best(finished)
+        if len(tied) > 1:
+            lines.append(_tie_sentence(tied))
+        else:
+            lines.append(f"Most accurate: {best.name} ({accuracy_text(best, 'best validation accuracy')}, "
+                         f"epoch {best.best_epoch})" + _clear_lead(best, finished) + ".")
+        timed = [r for r in finished if _finite(r.latency_b1_ms)]
         if timed:
-            fastest = min(timed, key=lambda r: r["latency_b1_ms"])
-            lines.append(f"Fastest: {fastest['name']} ({fastest['latency_b1_ms']:.2f} ms per image at "
-                         f"batch 1; {_pct(fastest['best_val_acc'])} accuracy).")
-        trained = [r for r in finished if _finite(r.get("train_time_s"))]
+            fastest = min(timed, key=lambda r: r.latency_b1_ms)
+            lines.append(f"Fastest: {fastest.name} ({fastest.latency_b1_ms:.2f} ms per image at "
+                         f"batch 1; {_pct(fastest.best_val_acc)} accuracy).")
+        trained = [r for r in finished if _finite(r.train_time_s)]
         if len(trained) > 1:
-            quickest = min(trained, key=lambda r: r["train_time_s"])
-            lines.append(f"Quickest to train: {quickest['name']} ({quickest['train_time_s']:.1f} s in all).")
+            quickest = min(trained, key=lambda r: r.train_time_s)
+            lines.append(f"Quickest to train: {quickest.name} ({quickest.train_time_s:.1f} s"
+                         f"{' per run' if quickest.repeats > 1 else ' in all'}).")
         lines.append(_trade_off_sentence(finished, best))
-    failed = [r for r in records if r.get("status") != "done"]
-    for r in failed:
-        lines.append(f"{r['name']}: {r.get('status')} - {r.get('reason') or 'no reason recorded'}.")
+        pick = recommended(finished)
+        if pick is not None and len(finished) > 1:
+            lines.append(f"Recommended: {pick.name} ({accuracy_text(pick)}"
+                         + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
+        for r in overfitting(finished):
+            lines.append(f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
+                         f"{_pct(r.final_val_acc)} on validation at the last epoch "
+                         f"({100 * r.overfit_gap:.1f} points apart).")
+    for r in records:
+        if not r.done:
+            lines.append(f"{r.name}: {r.status} - {r.reason or 'no reason recorded'}.")
     return lines
 
 
-def _trade_off_sentence(finished: list[dict], best: dict) -> str:
+def _tie_sentence(tied: list[ModelRecord]) -> str:
+    names = ", ".join(f"{r.name} ({accuracy_text(r)})" for r in tied)
+    sentence = (f"Most accurate: no clear winner - {names} are indistinguishable within the noise "
+                "(the 95 % interval of each one's difference from the leader includes zero).")
+    costed = [r for r in tied if _finite(r.macs)]
+    if costed:
+        cheapest = min(costed, key=lambda r: (r.macs, -r.best_val_acc))
+        dearest = max(costed, key=lambda r: r.macs)
+        ratio = dearest.macs / cheapest.macs if cheapest.macs else float("inf")
+        sentence += (f" The cheapest of them is {cheapest.name} ({format_count(cheapest.macs)} MACs"
+                     + (f", {ratio:.1f}x fewer than {dearest.name}" if dearest is not cheapest else "") + ").")
+    return sentence
+
+
+def _clear_lead(best: ModelRecord, finished: list[ModelRecord]) -> str:
+    """', ahead of the next beyond the noise' when intervals say so."""
+    others = [r for r in finished if r is not best and _finite(r.best_val_acc)]
+    if best.interval() is None or not others:
+        return ""
+    runner_up = max(others, key=lambda r: r.best_val_acc)
+    return f", ahead of {runner_up.name} ({_pct(runner_up.best_val_acc)}) beyond the noise"
+
+
+def _trade_off_sentence(finished: list[ModelRecord], best: ModelRecord) -> str:
     pick = best_trade_off(finished)
     if pick is None:
         return "Best trade-off: not available (no MACs were measured)."
-    if pick["name"] == best["name"]:
-        return (f"Best trade-off: {pick['name']} - no model within {TRADE_OFF_TOLERANCE_POINTS:g} point "
+    if pick.name == best.name:
+        return (f"Best trade-off: {pick.name} - no model within {TRADE_OFF_TOLERANCE_POINTS:g} point "
                 "of it costs fewer MACs.")
-    gap = (best["best_val_acc"] - pick["best_val_acc"]) * 100
-    ratio = best["macs"] / pick["macs"] if pick["macs"] else float("inf")
+    gap = (best.best_val_acc - pick.best_val_acc) * 100
+    ratio = best.macs / pick.macs if pick.macs else float("inf")
     cheaper = f"{ratio:.1f}x less compute" if ratio >= 1 else f"{1 / ratio:.1f}x more compute"
-    return (f"Best trade-off: {pick['name']} - within {gap:.1f} points of the best "
-            f"({_pct(pick['best_val_acc'])}) at {cheaper} ({format_count(pick['macs'])} MACs "
-            f"against {format_count(best['macs'])}).")
+    return (f"Best trade-off: {pick.name} - within {gap:.1f} points of the best "
+            f"({_pct(pick.best_val_acc)}) at {cheaper} ({format_count(pick.macs)} MACs "
+            f"against {format_count(best.macs)}).")
+
+
+def accuracy_text(r: ModelRecord, label: str = "") -> str:
+    """'94.5 %' or '94.5 +- 0.4 %', then ``label``, ' over 3 seeds' and ', 95 % interval 92.6-96.0' as known."""
+    if r.best_val_acc_std is None:
+        text = _pct(r.best_val_acc) + (f" {label}" if label else "")
+    else:
+        seeds = f"over {len(r.runs)} seeds" if r.runs else "across seeds"
+        text = (f"{format_percent(r.best_val_acc)} +- {format_percent(r.best_val_acc_std)} %"
+                + (f" {label}" if label else "") + f" {seeds}")
+    interval = r.interval()
+    if interval is not None:
+        text += f", 95 % interval {format_percent(interval[0])}-{format_percent(interval[1])}"
+    return text
 
 
 def _pct(fraction: float) -> str:

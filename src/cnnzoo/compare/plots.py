@@ -1,15 +1,23 @@
-"""The comparison's four plots, drawn with matplotlib's Agg backend (no display needed) as PNG bytes.
+"""The comparison's plots, drawn with matplotlib's Agg backend (no display needed) as PNG bytes.
 
 - validation accuracy against epoch, all models together;
 - validation accuracy against wall-clock training time;
-- best accuracy against MACs, and against latency at batch 1, with the Pareto front marked.
+- best accuracy against MACs, and against latency at batch 1, with the Pareto front marked and
+  each point's 95 % interval as an error bar;
+- per model, training and validation loss and accuracy by epoch (every seed): over-fitting shows
+  as the two accuracy curves drawing apart (drawn when the histories hold training accuracy);
+- accuracy against MACs across width (alpha) and input resolution, one line per model and width
+  through its resolutions (drawn when a model is compared at several widths or sizes).
 """
 from __future__ import annotations
 
 import io
 import itertools
+from collections import defaultdict
+from typing import Sequence, Union
 
 from cnnzoo.compare.analysis import done, pareto_front
+from cnnzoo.compare.record import ModelRecord
 
 # (file stem, title) of each plot, in the order the report shows them.
 PLOTS = (
@@ -17,6 +25,8 @@ PLOTS = (
     ("accuracy_vs_time", "Validation accuracy by training time"),
     ("accuracy_vs_macs", "Accuracy against compute (MACs)"),
     ("accuracy_vs_latency", "Accuracy against latency (batch 1)"),
+    ("width_and_resolution", "Accuracy against compute across width (alpha) and resolution"),
+    ("train_val_curves", "Training and validation curves per model"),
 )
 
 
@@ -30,32 +40,46 @@ def _pyplot():
     return plt
 
 
-def render_plots(records: list[dict]) -> dict[str, bytes]:
-    """``{stem: png_bytes}`` for every plot in :data:`PLOTS` (empty when no model finished)."""
+def render_plots(records: Sequence[Union[ModelRecord, dict]]) -> dict[str, bytes]:
+    """``{stem: png_bytes}`` for the plots of :data:`PLOTS` the records can fill (none when no model finished)."""
     finished = done(records)
     if not finished:
         return {}
-    return {
+    plots = {
         "accuracy_vs_epoch": _curves(finished, x="epoch", xlabel="epoch"),
         "accuracy_vs_time": _curves(finished, x="elapsed_s", xlabel="training time (s, wall clock)"),
         "accuracy_vs_macs": _trade_off(finished, "macs", "MACs (multiply-adds) per image, log scale"),
         "accuracy_vs_latency": _trade_off(finished, "latency_b1_ms",
                                           "latency at batch 1 (ms per image), log scale"),
     }
+    if varies_width_or_resolution(finished):
+        plots["width_and_resolution"] = _width_and_resolution(finished)
+    if any("train_acc" in h for r in finished for h in r.history):
+        plots["train_val_curves"] = _train_val_curves(finished)
+    return plots
+
+
+def varies_width_or_resolution(records: Sequence[ModelRecord]) -> bool:
+    """Is any model compared at more than one width, or are models compared at more than one size?"""
+    sizes = {r.image_size for r in records if r.image_size}
+    widths = defaultdict(set)
+    for r in records:
+        widths[r.model].add(r.width_mult)
+    return len(sizes) > 1 or any(len(w) > 1 for w in widths.values())
 
 
 def _markers():
     return itertools.cycle("osD^v<>ph*")
 
 
-def _curves(records: list[dict], x: str, xlabel: str) -> bytes:
+def _curves(records: list[ModelRecord], x: str, xlabel: str) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for record, marker in zip(records, _markers()):
-        history = record.get("history") or []
+        history = record.history or []
         xs = _elapsed(history) if x == "elapsed_s" else [h.get("epoch") for h in history]
         ys = [100 * h["val_acc"] for h in history]
-        ax.plot(xs, ys, marker=marker, markersize=4, label=record["name"])
+        ax.plot(xs, ys, marker=marker, markersize=4, label=record.name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(True, alpha=0.3)
@@ -74,27 +98,103 @@ def _elapsed(history: list[dict]) -> list[float]:
     return out
 
 
-def _trade_off(records: list[dict], cost_key: str, xlabel: str) -> bytes:
+def _error_bar(r: ModelRecord) -> tuple[list[float], list[float]]:
+    interval = r.interval()
+    if interval is None:
+        return [0.0], [0.0]
+    return [100 * (r.best_val_acc - interval[0])], [100 * (interval[1] - r.best_val_acc)]
+
+
+def _trade_off(records: list[ModelRecord], cost_key: str, xlabel: str) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    points = [r for r in records if r.get(cost_key)]
+    points = [r for r in records if getattr(r, cost_key)]
     front = set(pareto_front(points, cost_key))
     for r in points:
-        on_front = r["name"] in front
-        ax.scatter(r[cost_key], 100 * r["best_val_acc"], s=60 if on_front else 30,
-                   color="tab:red" if on_front else "tab:gray", zorder=3)
-        ax.annotate(r["name"], (r[cost_key], 100 * r["best_val_acc"]), fontsize=8,
+        on_front = r.name in front
+        low, high = _error_bar(r)
+        ax.errorbar(getattr(r, cost_key), 100 * r.best_val_acc, yerr=[low, high], fmt="o",
+                    markersize=7 if on_front else 5, capsize=3, elinewidth=1,
+                    color="tab:red" if on_front else "tab:gray", zorder=3)
+        ax.annotate(r.name, (getattr(r, cost_key), 100 * r.best_val_acc), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")
-    ordered = sorted((r for r in points if r["name"] in front), key=lambda r: r[cost_key])
+    ordered = sorted((r for r in points if r.name in front), key=lambda r: getattr(r, cost_key))
     if ordered:
-        ax.step([r[cost_key] for r in ordered], [100 * r["best_val_acc"] for r in ordered],
+        ax.step([getattr(r, cost_key) for r in ordered], [100 * r.best_val_acc for r in ordered],
                 where="post", color="tab:red", alpha=0.6, label="Pareto front")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
     ax.margins(x=0.25, y=0.12)  # room for the labels beside the outermost points
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("best validation accuracy (%)")
+    ax.set_ylabel("best validation accuracy (%), 95 % interval")
     ax.grid(True, alpha=0.3, which="both")
+    return _png(fig)
+
+
+def _width_and_resolution(records: list[ModelRecord]) -> bytes:
+    """One line per (model, width) through its resolutions, one marker per resolution: the MobileNet
+    paper's two knobs, measured on this data."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.6), dpi=100)
+    sizes = sorted({r.image_size for r in records if r.image_size})
+    marker_of = dict(zip(sizes, _markers()))
+    lines = defaultdict(list)
+    for r in records:
+        if r.macs:
+            lines[(r.model, r.width_mult)].append(r)
+    colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (model, width), members in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+        members.sort(key=lambda r: r.macs)
+        colour = next(colours)
+        label = model + (f" alpha={width:g}" if width is not None else "")
+        ax.plot([r.macs for r in members], [100 * r.best_val_acc for r in members], color=colour, alpha=0.7,
+                label=label)
+        for r in members:
+            low, high = _error_bar(r)
+            ax.errorbar(r.macs, 100 * r.best_val_acc, yerr=[low, high], fmt=marker_of.get(r.image_size, "o"),
+                        color=colour, capsize=3, markersize=6)
+            ax.annotate(f"{r.image_size} px", (r.macs, 100 * r.best_val_acc), fontsize=7,
+                        xytext=(4, -10), textcoords="offset points")
+    for size in sizes:
+        ax.plot([], [], marker_of[size], color="black", linestyle="none", label=f"{size} px")
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.12)
+    ax.set_xlabel("MACs (multiply-adds) per image at its resolution, log scale")
+    ax.set_ylabel("best validation accuracy (%), 95 % interval")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    return _png(fig)
+
+
+def _train_val_curves(records: list[ModelRecord]) -> bytes:
+    """Loss and accuracy by epoch, training dashed and validation solid, one row per model; with
+    repeats, one pair of lines per seed."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(records), 2, figsize=(8, 2.3 * len(records) + 0.4), dpi=90, squeeze=False)
+    fig.suptitle("training (dashed) and validation (solid), by epoch", fontsize=9)
+    for row, r in zip(axes, records):
+        histories = [run.history for run in r.runs] or [r.history]
+        for k, history in enumerate(histories):
+            epochs = [h["epoch"] for h in history]
+            alpha = 1.0 if k == 0 else 0.45
+            for ax, metric, scale in ((row[0], "loss", 1), (row[1], "acc", 100)):
+                for split, style, colour in (("train", "--", "tab:blue"), ("val", "-", "tab:orange")):
+                    values = [h.get(f"{split}_{metric}") for h in history]
+                    if all(v is not None for v in values):
+                        ax.plot(epochs, [scale * v for v in values], style, color=colour, alpha=alpha,
+                                label=split if k == 0 else None)
+        row[0].set_title(r.name + (f" ({len(histories)} seeds)" if len(histories) > 1 else ""), loc="left",
+                         fontsize=9)
+        row[0].set_ylabel("loss", fontsize=8)
+        row[1].set_ylabel("accuracy (%)", fontsize=8)
+        row[1].set_ylim(0, 102)  # the same scale for every model: gaps compare at a glance
+        for ax in row:
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
+    axes[0][1].legend(fontsize=7, loc="lower right")
+    axes[-1][0].set_xlabel("epoch")
+    axes[-1][1].set_xlabel("epoch")
     return _png(fig)
 
 

@@ -1,14 +1,13 @@
-"""One record per model, and the ``results.json`` / ``results.csv`` files that hold them.
+"""The ``results.json`` / ``results.csv`` files: one record per model, as
+:meth:`cnnzoo.compare.record.ModelRecord.to_dict` writes it (see that module for the fields).
 
-A record is a plain dict (it goes to JSON as is). Its ``status`` is one of:
+``settings`` is everything that decides a model's result (model and its arguments, data and image
+size, seed, epochs or time budget, repeats, training options). A re-run skips a model whose record
+is ``"done"`` with equal settings, and retrains it when any of them changed.
 
-- ``"done"``: trained and measured; every number below is filled in.
-- ``"failed"``: training or measuring raised; ``reason`` and ``traceback`` say why.
-- ``"interrupted"``: Ctrl-C arrived while this model trained.
-
-``settings`` is everything that decides a model's result (model and its arguments, data, seed,
-epochs or time budget, training options). A re-run skips a model whose record is ``"done"`` with
-equal settings, and retrains it when any of them changed.
+Versions: 1 had the flat fields only; 2 adds intervals, repeats (``runs``), the test split,
+per-class numbers and the plan's estimate. A version-1 file is read as is (the new fields absent),
+and its models are reused when their settings are unchanged.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text
 
 RESULTS_FORMAT = "cnnzoo-compare"
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 
 # Columns of results.csv, in order: the flat numbers of each record (the history is in results.json).
 CSV_FIELDS = (
@@ -31,6 +30,9 @@ CSV_FIELDS = (
     "epochs_run", "train_time_s", "time_per_epoch_s", "train_images_per_s",
     "latency_b1_ms", "latency_batch_ms_per_image", "latency_batch_size",
     "best_val_acc", "final_val_acc", "best_epoch", "stopped_reason", "reason",
+    "image_size", "val_images", "val_acc_low", "val_acc_high", "best_val_acc_std", "final_train_acc",
+    "test_acc", "test_acc_std", "test_images", "test_acc_low", "test_acc_high",
+    "estimated_s", "planned_epochs",
 )
 
 
@@ -56,8 +58,6 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-
-
 def write_results_json(path: Path, records: list[dict], meta: dict) -> None:
     """``results.json``: ``meta`` (data, shared settings, plan) and one record per model."""
     doc = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, **meta, "models": records}
@@ -80,6 +80,9 @@ def read_results_json(path: Path) -> list[dict]:
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
         raise UserError(f"{path} is not a cnnzoo comparison file (no \"format\": \"{RESULTS_FORMAT}\"). "
                         "Move it away or choose another --out folder.")
+    if doc.get("version", 1) > RESULTS_VERSION:
+        raise UserError(f"{path} was written by a newer cnnzoo (results version {doc.get('version')}, this "
+                        f"one reads up to {RESULTS_VERSION}). Upgrade, or choose another --out folder.")
     return list(doc.get("models", []))
 
 

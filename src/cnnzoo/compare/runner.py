@@ -1,14 +1,17 @@
 """Train several models on the same data, measure each, and keep the report current after every one.
 
-The loop is deliberately plain: load the data once, then for each model either reuse its earlier
-result (same settings), or train it, measure it and record it - catching a failure so the others
-still run - and rewrite every artefact. Ctrl-C marks the model in training as interrupted, writes the
-report, and re-raises so the command exits with 130.
+The loop is deliberately plain: load the data once per image size, estimate every model's time from
+a few measured steps and print the plan, then for each model either reuse its earlier result (same
+settings), or train it (once per seed), measure and evaluate it and record it - catching a failure
+so the others still run - and rewrite every artefact. Ctrl-C marks the model in training as
+interrupted, writes the report, and re-raises so the command exits with 130.
 """
 from __future__ import annotations
 
 import gc
 import shutil
+import statistics
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,7 +21,12 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from cnnzoo import training
+from cnnzoo.checkpoint import load_checkpoint
+from cnnzoo.compare.analysis import accuracy_text
+from cnnzoo.compare.estimate import Estimate, estimate_model, format_duration, plan_table
+from cnnzoo.compare.gallery import per_class_from_evaluation
 from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
+from cnnzoo.compare.record import ModelRecord, SeedRun, interval_over_images_and_seeds, mean_and_std
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.data import load_dataset
@@ -30,15 +38,18 @@ from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_co
 from cnnzoo.training.distributed import Processes
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
+SPEC_IMAGE_SIZE = "image_size"  # the one spec key that is not a model argument: the side it trains at
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of the comparison: ``name`` is its spec as written (``'resnet18:norm=group'``)."""
+    """One model of the comparison: ``name`` is its spec as written (``'resnet18:norm=group'``);
+    ``image_size`` its own input side when the spec gives one (else the comparison's)."""
 
     name: str
     model: str
     model_args: dict
+    image_size: Optional[int] = None
 
     @property
     def slug(self) -> str:
@@ -56,20 +67,26 @@ class LatencySettings:
 
 @dataclass
 class Comparison:
-    """What :func:`compare` returns: the records (as in ``results.json``), the report paths, the plan."""
+    """What :func:`compare` returns: one record per model, the report paths, the plan and its estimates.
+    ``records`` are the same records as ``results.json`` holds them (dicts)."""
 
-    records: list[dict]
+    models: list[ModelRecord]
     out_dir: Path
     paths: dict[str, Path]
     plan: Optional[DefaultPlan] = None
     meta: dict = field(default_factory=dict)
+    estimates: list[Estimate] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict]:
+        return [m.to_dict() for m in self.models]
 
     @property
     def all_done(self) -> bool:
-        return all(r.get("status") == "done" for r in self.records)
+        return all(m.done for m in self.models)
 
     def table(self) -> str:
-        return markdown_table(self.records)
+        return markdown_table(self.models)
 
 
 def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
@@ -78,13 +95,17 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
     for spec in specs:
         name, args = parse_model_spec(spec)
         get_model_info(name)  # unknown model: UserError with suggestions
+        image_size = args.pop(SPEC_IMAGE_SIZE, None)
+        if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                       or image_size < 4):
+            raise UserError(f"image_size in {spec!r} must be a whole number of pixels, at least 4")
         check_model_args(name, args)
         label = spec.strip()
         if label in seen:
             raise UserError(f"model {label!r} is listed twice; give each model once "
                             "(add an override such as ':seed' to a copy if you mean two variants)")
         seen.add(label)
-        entries.append(ModelEntry(label, name, args))
+        entries.append(ModelEntry(label, name, args, image_size))
     if not entries:
         raise UserError("no models to compare")
     return entries
@@ -92,72 +113,124 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
 
 def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "compare", progress: bool = True,
             latency: Optional[LatencySettings] = None, log: Callable[[str], None] = print,
-            **options: Any) -> Comparison:
+            repeats: int = 1, total_time_s: Optional[float] = None, **options: Any) -> Comparison:
     """Train each of ``models`` on the same split of the data and write a report to ``out_dir``.
 
-    ``models`` are specs such as ``'resnet18'`` or ``'mobilenet_v1:width_mult=0.5'``; with none, a
+    ``models`` are specs such as ``'resnet18'`` or ``'mobilenet_v1:width_mult=0.5,image_size=96'``
+    (``image_size``: the side this model trains at; each size is prepared once); with none, a
     representative set sized to the data is chosen (see :mod:`cnnzoo.compare.plan`). ``options`` are
     the training options every model shares (``data``, ``epochs`` or ``time_budget_s``, ``batch_size``,
     ``lr``, ``seed``, ``device``...: the :class:`cnnzoo.training.TrainConfig` fields that ``cnnzoo
-    compare`` offers); unset ones take training's own defaults. Re-running with the same ``out_dir``
-    reuses the models already done with the same settings.
+    compare`` offers); unset ones take training's own defaults. ``repeats`` trains each model with
+    that many seeds (``seed``, ``seed + 1``...; the same split). ``total_time_s`` is a budget for the
+    whole comparison, shared equally: each run gets ``total_time_s / (models x repeats)`` as its time
+    budget. Before training, every model's time is estimated from a few measured steps and the plan
+    printed. Re-running with the same ``out_dir`` reuses the models already done with the same settings.
     """
     entries = parse_entries(models) if models else None
-    shared = _shared_settings(options)
-    if not Processes.from_env().is_main:  # under torchrun every process trains; rank 0 alone reports
+    repeats = _check_repeats(repeats)
+    shared = _shared_settings(options, total_time_s)
+    is_main = Processes.from_env().is_main
+    if not is_main:  # under torchrun every process trains; rank 0 alone reports
         log, write = (lambda line: None), (lambda *args: {})
     else:
         write = write_report
-    splits = load_dataset(shared["data"], image_size=shared["image_size"], val_fraction=shared["val_fraction"],
-                          seed=shared["seed"], cache_dir=shared["cache_dir"], resize=shared["resize"],
-                          progress=progress)
+    started = time.perf_counter()
+    # A progress bar only on a terminal: redirected to a file each refresh would be a line of its own.
+    data_progress = progress and sys.stderr.isatty()
+    loaded: dict[tuple[int, int], Any] = {}  # (image size, seed) -> splits
+
+    def splits_for(size: Optional[int], seed: Optional[int] = None):
+        """The data at ``size`` as a run with ``seed`` sees it - each loaded once. The seed picks the
+        validation split of built-in and synthetic data (not of folders, split by file names), so a
+        repeat's checkpoint describes its own data exactly and ``cnnzoo evaluate`` finds the images
+        it held out."""
+        seed = shared["seed"] if seed is None else seed
+        if (size, seed) not in loaded:
+            splits = load_dataset(shared["data"], image_size=size, val_fraction=shared["val_fraction"], seed=seed,
+                                  cache_dir=shared["cache_dir"], resize=shared["resize"], progress=data_progress)
+            loaded[(size, seed)] = loaded[(splits.image_size, seed)] = splits
+        return loaded[(size, seed)]
+
+    splits = splits_for(shared["image_size"])
     plan = choose_plan(len(splits.train), splits.image_size)
     if entries is None:
         entries = parse_entries(plan.models)
         log(plans_table())
         log(plan.describe())
-    if shared["epochs"] is None and shared["time_budget_s"] is None:
+    if shared["epochs"] is None and shared["time_budget_s"] is None and total_time_s is None:
         shared["epochs"] = plan.epochs
+    if total_time_s is not None:
+        shared["time_budget_s"] = total_time_s / (len(entries) * repeats)
     shared["image_size"] = splits.image_size
-    resolved = {e.name: _resolved_settings(e, splits, shared) for e in entries}
+    data_of = {e.name: splits_for(e.image_size or splits.image_size) for e in entries}
+    shared_of = {e.name: {**shared, "image_size": data_of[e.name].image_size} for e in entries}
+    resolved = {e.name: _resolved_settings(e, data_of[e.name], shared_of[e.name], repeats) for e in entries}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
+    reusable = {e.name: find_reusable(previous, e.name, resolved[e.name]) for e in entries}
+
+    def estimate(e: ModelEntry) -> Estimate:
+        if reusable[e.name] is not None:
+            return Estimate(e.name, data_of[e.name].image_size, repeats=repeats, note="reused")
+        if not is_main:  # only rank 0 prints and reports the plan
+            return Estimate(e.name, data_of[e.name].image_size, repeats=repeats)
+        return estimate_model(e, data_of[e.name], shared_of[e.name], repeats)
+
+    estimates = [estimate(e) for e in entries]
+    estimate_of = {e.name: est for e, est in zip(entries, estimates)}
+    table_text = plan_table(estimates, total_time_s)
+    log("plan (estimated from a few measured training steps per model):\n" + table_text)
     first = next(iter(resolved.values()))
     meta = _meta(splits, {**shared, "batch_size": first["batch_size"]}, plan if models is None else None,
-                 user_options=set(options))
+                 user_options=set(options), image_sizes=sorted({d.image_size for d in loaded.values()}),
+                 repeats=repeats, total_time_s=total_time_s, estimates=estimates, plan_text=table_text)
 
-    records: list[dict] = []
+    records: list[ModelRecord] = []
     paths: dict[str, Path] = {}
     n = len(entries)
     for k, entry in enumerate(entries, 1):
         settings = resolved[entry.name]
-        reused = find_reusable(previous, entry.name, settings)
+        reused = reusable[entry.name]
         if reused is not None:
             log(f"[{k}/{n}] {entry.name}: already done with these settings in {out_dir}; not retrained")
-            records.append(reused)
+            records.append(ModelRecord.from_dict(reused))
             continue
-        log(f"[{k}/{n}] {entry.name}: training ...")
+        log(f"[{k}/{n}] {entry.name}: training"
+            + (f" {repeats} times (seeds {shared['seed']}-{shared['seed'] + repeats - 1})" if repeats > 1 else "")
+            + " ...")
         try:
-            record = _attempt(entry, settings, splits, shared, out_dir, progress,
-                              latency or LatencySettings(), _was_interrupted(previous, entry, settings))
+            size = data_of[entry.name].image_size
+            record = _attempt(entry, settings, lambda seed, size=size: splits_for(size, seed),
+                              shared_of[entry.name], out_dir, progress,
+                              latency or LatencySettings(), _was_interrupted(previous, entry, settings),
+                              repeats, is_main)
         except KeyboardInterrupt:
             records.append(_unfinished(entry, settings, "interrupted", "stopped by Ctrl-C while training"))
             records += [_unfinished(e, resolved[e.name], "interrupted",
                                     "not started: the run was interrupted before this model")
                         for e in entries[k:]]
-            write(out_dir, records, meta)
+            write(out_dir, records, _finish_meta(meta, started))
             log(f"[{k}/{n}] interrupted; the report of what finished is in {out_dir}")
             raise
+        estimate = estimate_of[entry.name]
+        record.estimated_s, record.estimated_epoch_s = estimate.total_s, estimate.epoch_s
         records.append(record)
         log(_finished_line(k, n, record))
-        paths = write(out_dir, records, meta)
+        paths = write(out_dir, records, _finish_meta(meta, started))
         _free_memory()
-    paths = write(out_dir, records, meta)
-    return Comparison(records, out_dir, paths, plan if models is None else None, meta)
+    paths = write(out_dir, records, _finish_meta(meta, started))
+    return Comparison(records, out_dir, paths, plan if models is None else None, meta, estimates)
 
 
-def _shared_settings(options: dict) -> dict:
+def _check_repeats(repeats: Any) -> int:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise UserError(f"repeats must be a whole number of at least 1, got {repeats!r}")
+    return repeats
+
+
+def _shared_settings(options: dict, total_time_s: Optional[float]) -> dict:
     """The options every model shares: the user's, over training's own defaults (asked of
     TrainConfig's declarations, not repeated here). Unknown names and bad values are refused now,
     not once per model after loading the data."""
@@ -166,12 +239,19 @@ def _shared_settings(options: dict) -> dict:
     if unknown:
         raise UserError(f"compare does not take the training option(s) {', '.join(unknown)}; "
                         f"it takes: {', '.join(sorted(offered))}")
+    if total_time_s is not None:
+        if isinstance(total_time_s, bool) or not isinstance(total_time_s, (int, float)) or not total_time_s > 0:
+            raise UserError(f"the total time must be a number of minutes more than zero, got {total_time_s!r}")
+        given = [name for name in ("epochs", "time_budget_s") if options.get(name) is not None]
+        if given:
+            flags = " and ".join("--epochs" if g == "epochs" else "--time-budget" for g in given)
+            raise UserError(f"--total-time shares one budget across the models; it does not go with {flags}")
     shared = {**offered, **options}
     make_config(model="any", **shared)  # checks every value; the model names are checked by parse_entries
     return shared
 
 
-def _resolved_settings(entry: ModelEntry, splits, shared: dict) -> dict:
+def _resolved_settings(entry: ModelEntry, splits, shared: dict, repeats: int) -> dict:
     """Everything that decides this model's numbers - the data and every training setting resolved
     by training itself (batch size, the family's optimizer...) - so a re-run retrains exactly when
     any of it changed."""
@@ -180,78 +260,108 @@ def _resolved_settings(entry: ModelEntry, splits, shared: dict) -> dict:
     resolved = training.resolved_config(config, task).to_dict()
     for per_run in ("model", "model_args", "data", "out_dir", "resume"):
         resolved.pop(per_run)
-    return jsonable({
+    settings = {
         "model": entry.model, "model_args": entry.model_args,
         "data": {"source": str(splits.source), "train_images": len(splits.train),
                  "val_images": len(splits.val) if splits.val is not None else 0,
                  "classes": list(splits.class_names), "image_size": splits.image_size},
         **resolved,
-    })
+    }
+    if repeats > 1:  # absent for one seed, so results written before repeats existed are still reused
+        settings["repeats"] = repeats
+    return jsonable(settings)
 
 
 def _was_interrupted(previous: list[dict], entry: ModelEntry, settings: dict) -> bool:
     """An earlier run of this model with the same settings was cut short: continue from its checkpoint."""
     return any(r.get("name") == entry.name and r.get("status") == "interrupted"
-               and r.get("settings") == jsonable(settings) for r in previous)
+               and r.get("settings") == settings for r in previous)
 
 
-def _attempt(entry: ModelEntry, settings: dict, *args) -> dict:
+def _attempt(entry: ModelEntry, settings: dict, *args) -> ModelRecord:
     """Train and measure one model; any failure becomes a "failed" record instead of an exception."""
     try:
         record = _train_and_measure(entry, *args)
     except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
         record = _unfinished(entry, settings, "failed", f"{type(err).__name__}: {err}",
                              traceback.format_exc().splitlines()[-TRACEBACK_LINES:])
-    record["settings"] = jsonable(settings)
+    record.settings = settings
     return record
 
 
-def _train_and_measure(entry: ModelEntry, splits, shared: dict, out_dir: Path,
-                       progress: bool, latency: LatencySettings, resume: bool) -> dict:
-    run_dir = out_dir / entry.slug
-    resume = resume and (run_dir / "last.pt").exists()
-    if not resume and run_dir.exists():
+def _train_and_measure(entry: ModelEntry, data_for: Callable[[int], Any], shared: dict, out_dir: Path,
+                       progress: bool, latency: LatencySettings, resume: bool, repeats: int,
+                       is_main: bool) -> ModelRecord:
+    model_dir = out_dir / entry.slug
+    if not resume and model_dir.exists():
         # A run of this model with other settings, or one that failed: it is superseded, and the
         # trainer (rightly) refuses to write over a folder that holds a run.
-        shutil.rmtree(run_dir)
-    config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
-                         resume=resume, **shared)
-    # training.train looked up at call time: tests replace it to record what each model is given
-    result = training.train(config, data=splits, progress=progress)
-    if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
-        raise KeyboardInterrupt
-    record = _record_from_result(entry, result)
-    record.update(_measure(result.model, splits, result.config, latency))
-    del result
+        shutil.rmtree(model_dir)
+    runs, speeds, first = [], [], None
+    for k in range(repeats):
+        seed = shared["seed"] + k
+        run_dir = model_dir if repeats == 1 else model_dir / f"seed-{seed}"
+        config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
+                             resume=resume and (run_dir / "last.pt").exists(), **{**shared, "seed": seed})
+        # training.train looked up at call time: tests replace it to record what each model is given
+        result = training.train(config, data=data_for(seed), progress=progress)
+        if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
+            raise KeyboardInterrupt
+        runs.append(SeedRun.from_result(seed, result))
+        speeds.append(float(result.images_per_s or 0.0))
+        if first is None:
+            first = result  # its weights are measured and its best.pt evaluated
+        else:
+            del result
+    splits = data_for(shared["seed"])  # the first seed's: its weights are measured, its best.pt evaluated
+    record = _record_from_runs(entry, runs, speeds, first.config, splits)
+    for key, value in _measure(first.model, splits, first.config, latency).items():
+        setattr(record, key, value)
+    if is_main:  # best.pt is written by rank 0 alone
+        record.per_class = _per_class(Path(first.out_dir) / "best.pt", splits, shared)
+    del first
     return record
 
 
-def _record_from_result(entry: ModelEntry, result) -> dict:
-    history = [dict(h) for h in result.history]
-    epochs_run = len(history)
-    return {
-        "name": entry.name, "slug": entry.slug, "model": entry.model, "model_args": entry.model_args,
-        "status": "done", "reason": None, "traceback": None,
-        "epochs_run": epochs_run,
-        "train_time_s": float(result.train_time_s),
-        "time_per_epoch_s": float(result.train_time_s) / epochs_run if epochs_run else None,
-        "train_images_per_s": _float_or_none(getattr(result, "images_per_s", None)),
-        "best_val_acc": float(result.best_val_acc),
-        "final_val_acc": float(result.final_val_acc),
-        "best_epoch": int(result.best_epoch),
-        "stopped_reason": result.stopped_reason,
-        "run_dir": str(result.out_dir),
-        "train_config": jsonable(_config_dict(result.config)),
-        "history": jsonable(history),
-    }
+def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float], config,
+                      splits) -> ModelRecord:
+    """The record of a model's runs: accuracies as means over seeds with their intervals, the rest
+    from the first seed (see :mod:`cnnzoo.compare.record`)."""
+    head = runs[0]
+    best, best_std = mean_and_std([r.best_val_acc for r in runs])
+    final, _ = mean_and_std([r.final_val_acc for r in runs])
+    n_val = len(splits.val)
+    low, high = interval_over_images_and_seeds(best, n_val, best_std) or (None, None)
+    train_accs = [r.final_train_acc for r in runs if r.final_train_acc is not None]
+    record = ModelRecord(
+        name=entry.name, slug=entry.slug, model=entry.model, model_args=dict(entry.model_args),
+        image_size=int(splits.image_size),
+        epochs_run=head.epochs_run,
+        train_time_s=statistics.fmean(r.train_time_s for r in runs),
+        time_per_epoch_s=(sum(r.train_time_s for r in runs) / sum(r.epochs_run for r in runs)
+                          if any(r.epochs_run for r in runs) else None),
+        train_images_per_s=statistics.fmean(speeds) if speeds else None,
+        best_val_acc=best, final_val_acc=final, best_epoch=head.best_epoch,
+        stopped_reason=head.stopped_reason, run_dir=head.run_dir,
+        train_config=config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        history=head.history, val_images=n_val, val_acc_low=low, val_acc_high=high,
+        best_val_acc_std=best_std, runs=runs,
+        final_train_acc=statistics.fmean(train_accs) if train_accs else None,
+        planned_epochs=head.planned_epochs)
+    tested = [r for r in runs if r.test_acc is not None]
+    if tested:
+        record.test_acc, record.test_acc_std = mean_and_std([r.test_acc for r in tested])
+        record.test_images = tested[0].test_images
+        record.test_acc_low, record.test_acc_high = interval_over_images_and_seeds(
+            record.test_acc, record.test_images, record.test_acc_std) or (None, None)
+    return record
 
 
-def _config_dict(config) -> dict:
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
-
-
-def _float_or_none(x) -> Optional[float]:
-    return None if x is None else float(x)
+def _per_class(best_path: Path, splits, shared: dict):
+    """Per-class accuracy, confusion matrix and the most confident mistakes on the validation split,
+    scored by the function behind ``cnnzoo evaluate`` on the same checkpoint."""
+    result = training.evaluate(load_checkpoint(best_path), splits, split="val", device=shared.get("device") or "auto")
+    return per_class_from_evaluation(result, splits.val.images)
 
 
 def _measure(model, splits, config, latency: LatencySettings) -> dict:
@@ -287,31 +397,41 @@ def fp32_megabytes(model) -> float:
 
 
 def _unfinished(entry: ModelEntry, settings: dict, status: str, reason: str,
-                trace: Optional[list[str]] = None) -> dict:
-    return {"name": entry.name, "slug": entry.slug, "model": entry.model, "model_args": entry.model_args,
-            "status": status, "reason": reason, "traceback": "\n".join(trace) if trace else None,
-            "settings": jsonable(settings)}
+                trace: Optional[list[str]] = None) -> ModelRecord:
+    return ModelRecord(name=entry.name, slug=entry.slug, model=entry.model, model_args=dict(entry.model_args),
+                       status=status, reason=reason, traceback="\n".join(trace) if trace else None,
+                       settings=settings)
 
 
-def _finished_line(k: int, n: int, record: dict) -> str:
-    if record["status"] != "done":
-        return f"[{k}/{n}] {record['name']}: {record['status'].upper()} - {record['reason']}"
-    return (f"[{k}/{n}] {record['name']}: done - best val acc {100 * record['best_val_acc']:.1f} % "
-            f"(epoch {record['best_epoch']}), {record['train_time_s']:.1f} s")
+def _finished_line(k: int, n: int, record: ModelRecord) -> str:
+    if not record.done:
+        return f"[{k}/{n}] {record.name}: {record.status.upper()} - {record.reason}"
+    test = f"; test {100 * record.test_acc:.1f} %" if record.test_acc is not None else ""
+    return (f"[{k}/{n}] {record.name}: done - best val acc {accuracy_text(record)} "
+            f"(epoch {record.best_epoch}){test}, {record.total_train_time_s:.1f} s"
+            + (f" (estimated {format_duration(record.estimated_s)})" if record.estimated_s else ""))
 
 
-def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) -> dict:
+def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set, *, image_sizes: list[int],
+          repeats: int, total_time_s: Optional[float], estimates: list[Estimate], plan_text: str) -> dict:
     """What the report says about the whole comparison: data, shared settings, how they were chosen."""
     batch_note = "" if "batch_size" in user_options else (
         f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
+    known = [e.total_s for e in estimates if e.total_s is not None]
     meta = {
         "title": "cnnzoo comparison",
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "data": {"source": str(shared["data"]), "num_classes": len(splits.class_names),
                  "class_names": list(splits.class_names), "train_images": len(splits.train),
                  "val_images": len(splits.val) if splits.val is not None else 0,
-                 "image_size": splits.image_size},
+                 "test_images": len(splits.test) if splits.test is not None else 0,
+                 "image_size": splits.image_size, "image_sizes": image_sizes},
         "settings": jsonable(shared),
+        "repeats": repeats,
+        "total_time_s": total_time_s,
+        "estimate": {"table": plan_text, "total_s": sum(known) if known else None,
+                     "models": jsonable([{"name": e.name, "epochs": e.epochs, "epoch_s": e.epoch_s,
+                                          "total_s": e.total_s, "note": e.note} for e in estimates])},
         "notes": [
             f"Batch size {shared['batch_size']} for every model{batch_note}.",
             "Per-family training defaults, used unless --optimizer or --lr is given: "
@@ -322,10 +442,26 @@ def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set) 
               "results.json, train_config).",
         ],
     }
+    if repeats > 1:
+        meta["notes"].append(f"Each model was trained {repeats} times, with seeds {shared['seed']} to "
+                             f"{shared['seed'] + repeats - 1}: a seed sets initialisation, batch order and "
+                             "augmentation, and the validation split of data split by seed (built-in, synthetic, "
+                             "CIFAR; a folder's split is fixed by its file names). Every model sees the same "
+                             "split for the same seed. Accuracies are means +- standard deviations over the "
+                             "seeds; per-class numbers and mistakes are the first seed's.")
+    if total_time_s is not None:
+        meta["notes"].append(f"Total budget {format_duration(total_time_s)} of training, shared equally: "
+                             f"{format_duration(shared['time_budget_s'])} per run, each run's schedule "
+                             "fitted to the epochs that budget holds.")
     if plan is not None:
         meta["plan"] = {"name": plan.name, "models": list(plan.models), "epochs": plan.epochs,
                         "note": plan.describe(), "table": plans_table()}
     return meta
+
+
+def _finish_meta(meta: dict, started: float) -> dict:
+    """``meta`` with the wall-clock time so far (everything: loading, estimating, training, measuring)."""
+    return {**meta, "wall_time_s": time.perf_counter() - started}
 
 
 def _free_memory() -> None:

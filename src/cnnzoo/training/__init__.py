@@ -11,8 +11,15 @@ from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.evaluate import EvalResult, evaluate
 from cnnzoo.training.predict import Prediction, predict
 from cnnzoo.training.tasks import Task, task_for_model
-from cnnzoo.training.trainer import TrainingDiverged, TrainResult, resolved_config, train
+from cnnzoo.training.trainer import (
+                                     TrainingDiverged,
+                                     TrainResult,
+                                     epochs_within_budget,
+                                     estimate_epoch_seconds,
+                                     resolved_config,
+                                     train,
+)
 
 __all__ = ["TrainConfig", "train", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
            "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction", "Task",
-           "task_for_model", "resolved_config"]
+           "task_for_model", "resolved_config", "estimate_epoch_seconds", "epochs_within_budget"]

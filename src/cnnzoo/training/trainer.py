@@ -484,12 +484,31 @@ def _measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loade
     return per_step * (len(train_loader) + val_steps / 3)
 
 
+def estimate_epoch_seconds(config: TrainConfig, task: Task) -> float:
+    """Seconds per epoch of a run of ``config`` (resolved: see :func:`resolved_config`) on the
+    task's data, measured as a run measures itself before fitting a time budget: a few steps of a
+    throwaway model (what ``cnnzoo compare`` plans with)."""
+    device = pick_device(config.device)
+    model = create_model(config.model, **config.model_args).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = task.loaders(config, device, model)
+    with num_threads(config.threads):
+        return _measure_epoch_seconds(task, model, train_loader, val_loader, config, device)
+
+
+def epochs_within_budget(config: TrainConfig, epoch_s: float) -> int:
+    """The epochs a run does under its time budget: those asked for, at most as many as fit."""
+    if not config.time_budget_s:
+        return config.epochs
+    return min(config.epochs, max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
+
+
 def _fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfig:
     """The run's epochs cut to what the budget holds, so that the schedule (its warm-up and decay)
     is planned for the epochs that will run and the run ends with a decayed learning rate; the
     fitted value is stored in the config, so a resumed run keeps the plan."""
-    fit = max(1, int(config.time_budget_s // max(epoch_s, 1e-9)))
-    epochs = min(config.epochs, fit)
+    epochs = epochs_within_budget(config, epoch_s)
     log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
         f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
                                                        else "") + "; the learning-rate schedule is fitted to them")

@@ -1,0 +1,83 @@
+"""The plan, before anything trains: how long each model will take, from a few measured steps.
+
+For each model, the trainer's own measurement (``cnnzoo.training.estimate_epoch_seconds``: a few
+training steps of a throwaway copy built as the run will build it, random state put back, plus
+validation as a forward pass) and its own rule for what a time budget holds. Latency measurement and
+per-class evaluation, a few seconds per model, are not included.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from cnnzoo import training
+from cnnzoo.text import MISSING, table
+from cnnzoo.training import TrainConfig
+
+
+@dataclass
+class Estimate:
+    """One model's line of the plan (all its seeds)."""
+
+    name: str
+    image_size: int
+    batch_size: Optional[int] = None
+    epochs: Optional[int] = None       # planned per run (fitted to the time budget when there is one)
+    epoch_s: Optional[float] = None    # estimated seconds per epoch
+    repeats: int = 1
+    note: str = ""                     # "reused", "budget 2.5 min per run", why it could not be measured
+
+    @property
+    def total_s(self) -> Optional[float]:
+        if self.note == "reused":
+            return 0.0
+        if self.epochs is None or self.epoch_s is None:
+            return None
+        return self.epochs * self.epoch_s * self.repeats
+
+
+def estimate_model(entry, splits, shared: dict, repeats: int = 1) -> Estimate:
+    """Measure ``entry`` (a :class:`~cnnzoo.compare.runner.ModelEntry`) on ``splits`` with ``shared``
+    settings; a failure to measure (out of memory...) is noted, not raised: training will say more."""
+    estimate = Estimate(entry.name, splits.image_size, repeats=repeats)
+    try:
+        config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), **shared)
+        task = training.task_for_model(entry.model).load(config, data=splits)
+        resolved = training.resolved_config(config, task)
+        epoch_s = training.estimate_epoch_seconds(resolved, task)  # as the run will measure itself
+    except Exception as err:  # noqa: BLE001 - an estimate must never stop the comparison
+        estimate.note = f"not measured ({type(err).__name__})"
+        return estimate
+    epochs = training.epochs_within_budget(resolved, epoch_s)  # the trainer's own rule
+    if resolved.time_budget_s:
+        estimate.note = f"budget {resolved.time_budget_s / 60:.3g} min per run"
+    estimate.batch_size, estimate.epochs, estimate.epoch_s = resolved.batch_size, epochs, epoch_s
+    return estimate
+
+
+def plan_table(estimates: list[Estimate], budget_s: Optional[float] = None) -> str:
+    """The plan as a text table with the total (printed before training, kept in the report)."""
+    rows = []
+    for e in estimates:
+        total = e.total_s
+        rows.append((e.name, e.image_size, e.batch_size or MISSING, e.epochs or MISSING,
+                     f"{e.epoch_s:.2f}" if e.epoch_s is not None else MISSING, e.repeats,
+                     format_duration(total), e.note))
+    known = [e.total_s for e in estimates if e.total_s is not None]
+    rows.append(("total", "", "", "", "", "", format_duration(sum(known)) if known else MISSING,
+                 f"budget {format_duration(budget_s)}" if budget_s else ""))
+    return table(rows, ("model", "px", "batch", "epochs", "s/epoch", "seeds", "estimated", "note"), "lrrrrrrl")
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    """'0.4 s', '45 s', '3.2 min', '1.5 h'."""
+    if seconds is None or not math.isfinite(seconds):
+        return MISSING
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
