@@ -6,24 +6,43 @@ format, which rebuilds models through the registry), and weight loading needs th
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+import os
+from typing import Any, Optional, Union
 
 from torch import nn
 
 from cnnzoo.registry import check_model_args, get_model_info
-from cnnzoo.weights import load_weights_into
+from cnnzoo.weights import load_weights
+
+Weights = Optional[Union[str, os.PathLike]]
 
 
-def create_model(name: str, *, weights: Optional[str] = None, **overrides: Any) -> nn.Module:
+def create_model(name: str, *, weights: Weights = None, progress: bool = True, **overrides: Any) -> nn.Module:
     """Build a registered model. Overrides that are ``None`` are ignored, so a CLI flag left at its
     default never replaces the model's own default (as timm's ``create_model`` does).
 
-    ``weights`` is a path to a state dict: one of ours (a ``cnnzoo train`` checkpoint or a plain
-    state dict of this model) or one saved from torchvision's model of the same architecture.
+    ``weights``: ``"torchvision"`` (alias ``"imagenet"``) for torchvision's published ImageNet weights
+    of this architecture (from the torch hub cache, downloaded there once if missing; ``progress``
+    shows the download), or a path to a state dict: one of ours (a ``cnnzoo train`` checkpoint or a
+    plain state dict of this model) or one saved from torchvision's model of the same architecture.
+    Another ``num_classes`` than the weights' starts a fresh classifier, another ``in_chans`` adapts
+    the first convolution; each says so in a warning.
     """
+    return _create(name, weights, progress, overrides)[0]
+
+
+def create_model_with_args(name: str, *, weights: Weights = None, progress: bool = True,
+                           **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`create_model`, plus every constructor argument the model was built with: the overrides
+    and what the weights imply (their class count, GoogLeNet's torchvision layout, a checkpoint's
+    width...). A checkpoint must store these, not just the overrides, to rebuild the model."""
+    return _create(name, weights, progress, overrides)
+
+
+def _create(name: str, weights: Weights, progress: bool, overrides: dict) -> tuple[nn.Module, dict[str, Any]]:
     info = get_model_info(name)
     args = {k: v for k, v in overrides.items() if v is not None}
     check_model_args(name, args)
     if weights is None:
-        return info.builder(**args)
-    return load_weights_into(info, args, weights)
+        return info.builder(**args), args
+    return load_weights(info, args, weights, progress=progress)

@@ -1,27 +1,44 @@
-"""Loading weights into a registered model: a ``cnnzoo train`` checkpoint, a plain state dict of
-ours, or a state dict saved from torchvision's model of the same architecture (mapped onto our names).
+"""Loading weights into a registered model: torchvision's published weights by name (see
+:mod:`cnnzoo.pretrained`), a ``cnnzoo train`` checkpoint, a plain state dict of ours, or a state dict
+saved from torchvision's model of the same architecture (mapped onto our names).
+
+The model may differ from the file in two ways, each said in one warning: another ``num_classes``
+(the classifier starts afresh) and another ``in_chans`` (the first convolution is adapted).
 
 Files are read with ``torch.load(..., weights_only=True)``: a state dict is data, never code.
 """
 from __future__ import annotations
 
+import math
+import os
 import warnings
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
 
 from cnnzoo.checkpoint import check_version, is_checkpoint, read_torch_file
+from cnnzoo.pretrained import resolve_weights_file
 from cnnzoo.registry import ModelError, ModelInfo
 
+READ_HINT = ("weights are read as data only (weights_only=True): a file that needs Python code to load is "
+             "refused and its code never runs. Give a state dict (torch.save(model.state_dict(), path)) or a "
+             "checkpoint written by `cnnzoo train`")
 
-def load_weights_into(info: ModelInfo, args: dict[str, Any], path: str) -> nn.Module:
-    """Build ``info``'s model with ``args`` and load the weights in ``path`` into it.
 
-    Arguments the file implies (its number of classes, a reference layout option such as GoogLeNet's
-    3x3 branch) are used unless the user set them. A different ``num_classes`` than the file's loads
-    everything except the classifier, which is re-initialised (with a warning).
+def load_weights(info: ModelInfo, args: dict[str, Any], weights: Union[str, os.PathLike], *,
+                 progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``info``'s model with ``args`` and load ``weights`` into it; returns the model and every
+    constructor argument it was built with (what a checkpoint must store to rebuild it).
+
+    ``weights``: "torchvision" / "imagenet" (the published file, from the hub cache or downloaded once)
+    or a path. Arguments the file implies (its number of classes, a reference layout option such as
+    GoogLeNet's 3x3 branch, a checkpoint's width) are used unless the user set them. A different
+    ``num_classes`` than the file's loads everything except the classifier, which is re-initialised;
+    a different ``in_chans`` adapts the first convolution (:func:`adapt_input_conv`). Each says so
+    in a warning.
     """
+    path = str(resolve_weights_file(weights, info.name, progress=progress))
     state, file_args = _read_state(info, path)
     if not _looks_like_ours(info, state, {**file_args, **args}):
         state, implied = _convert_reference(info, state, path)
@@ -37,19 +54,18 @@ def load_weights_into(info: ModelInfo, args: dict[str, Any], path: str) -> nn.Mo
     reinit_head = asked_classes is not None and asked_classes != file_classes
     if reinit_head:
         state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
-        warnings.warn(f"{path}: the checkpoint's classifier has {file_classes} classes; "
-                      f"the head was re-initialised with {asked_classes} classes", stacklevel=3)
+        warnings.warn(f"{path}: the file's classifier has {file_classes} classes; "
+                      f"the head was re-initialised with {asked_classes} classes", stacklevel=4)
+    state = _adapt_first_conv(probe, state, path)
 
     model = _build(info, model_args)
     _load_state(model, state, path, info.name, model_args, allow_missing=head_prefix if reinit_head else None)
-    return model
+    return model, model_args
 
 
 def _read_state(info: ModelInfo, path: str) -> tuple[dict, dict]:
     """The state dict in ``path`` and the model arguments stored beside it (our checkpoints only)."""
-    obj = read_torch_file(path, "weights file", error=ModelError,
-                          hint="give a state dict (torch.save(model.state_dict(), path)) or a "
-                               "checkpoint written by `cnnzoo train`")
+    obj = read_torch_file(path, "weights file", error=ModelError, hint=READ_HINT)
     if is_checkpoint(obj):
         check_version(obj, path)
         saved_name = obj.get("model_name")
@@ -100,6 +116,37 @@ def _check_conflicts(name: str, args: dict, implied: dict, path: str) -> None:
                              f"you asked for {key}={args[key]!r}. Leave {key} unset to load this file.")
 
 
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """A first-convolution kernel ``[out, C, kh, kw]`` for ``in_chans`` input channels instead of C
+    (timm's ``adapt_input_conv``, generalised from C = 3). One channel: the sum of the C kernels, so
+    a grey image gives what the C-channel model gives on that image copied into every channel. More
+    or fewer: the C kernels repeated cyclically (R, G, B, R, ...) and scaled by C / in_chans, which
+    keeps the activations' scale (and, for a multiple of C, gives what the C-channel model gives on
+    an image whose channels repeat its own, e.g. RGB RGB)."""
+    original = weight.shape[1]
+    if in_chans == original:
+        return weight
+    w = weight.float()
+    if in_chans == 1:
+        w = w.sum(dim=1, keepdim=True)
+    else:
+        w = w.repeat(1, math.ceil(in_chans / original), 1, 1)[:, :in_chans] * (original / in_chans)
+    return w.to(weight.dtype).contiguous()
+
+
+def _adapt_first_conv(probe: nn.Module, state: dict, path: str) -> dict:
+    """The state with its first convolution adapted to the model's input channels, when they differ."""
+    name, conv = next(((n, m) for n, m in probe.named_modules() if isinstance(m, nn.Conv2d)), (None, None))
+    key = f"{name}.weight"
+    weight = state.get(key)
+    if conv is None or weight is None or weight.ndim != 4 or weight.shape[1] == conv.in_channels or conv.groups != 1:
+        return state
+    how = "by summing its kernels" if conv.in_channels == 1 else "by repeating its kernels cyclically, rescaled"
+    warnings.warn(f"{path}: the first convolution ({name}) takes {weight.shape[1]} input channels; adapted to "
+                  f"{conv.in_channels} {how}", stacklevel=5)
+    return {**state, key: adapt_input_conv(weight, conv.in_channels)}
+
+
 def _classifier_prefix(model: nn.Module) -> str:
     classifier = model.get_classifier()
     return next(n for n, m in model.named_modules() if m is classifier) + "."
@@ -142,4 +189,4 @@ def _load_state(model: nn.Module, state: dict, path: str, name: str, args: dict,
     if fresh_optional:
         modules = sorted({k.rsplit(".", 1)[0] for k in fresh_optional})
         warnings.warn(f"{path!r} has no fitting weights for {', '.join(modules)}; "
-                      "they keep their fresh initialisation", stacklevel=4)
+                      "they keep their fresh initialisation", stacklevel=5)

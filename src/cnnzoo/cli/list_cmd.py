@@ -1,9 +1,10 @@
-"""List the registered models with their family, default input size and paper."""
+"""List the registered models with their family, default input size, published weights and paper."""
 from __future__ import annotations
 
 import argparse
 import json
 
+from cnnzoo.pretrained import has_published_weights
 from cnnzoo.registry import get_model_info, list_models
 from cnnzoo.text import table
 
@@ -17,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     infos = [get_model_info(n) for n in list_models(args.pattern)]
-    rows = [{"name": i.name, "family": i.family, "input_size": list(i.input_size), "paper": i.paper}
+    rows = [{"name": i.name, "family": i.family, "input_size": list(i.input_size),
+             "published_weights": "torchvision" if has_published_weights(i.name) else None, "paper": i.paper}
             for i in infos]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -25,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no model matches {args.pattern!r}" if args.pattern else "no models registered")
         return 1
-    print(table([(r["name"], r["family"], "x".join(map(str, r["input_size"])), r["paper"]) for r in rows],
-                ("model", "family", "input", "paper")))
+    print(table([(r["name"], r["family"], "x".join(map(str, r["input_size"])), r["published_weights"] or "-",
+                  r["paper"]) for r in rows],
+                ("model", "family", "input", "weights", "paper")))
+    if any(r["published_weights"] for r in rows):
+        print("\nweights: ImageNet weights published by torchvision, used with --weights torchvision")
     return 0

@@ -5,14 +5,19 @@ examples:
   cnnzoo summary mobilenet_v1 --width-mult 0.5 --input-size 3,32,32 --num-classes 10 --keras
   cnnzoo summary googlenet --depth 1 --flops
   cnnzoo summary resnet18 --json
+  cnnzoo summary resnet50 --weights torchvision --num-classes 5     # the model fine-tuning would start from
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from cnnzoo.cli.common import add_model_arguments, input_size, model_overrides
+from cnnzoo.factory import create_model_with_args
+from cnnzoo.pretrained import TORCHVISION_WEIGHTS
 from cnnzoo.profiling import summary
+from cnnzoo.registry import get_model_info
 
 HELP = "layer table: output shapes, parameters, multiply-adds"
 TAKES_MODEL_OVERRIDES = True
@@ -31,13 +36,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flops", action="store_true", help="show FLOPs (= 2 x multiply-adds) instead of MACs")
     parser.add_argument("--backward", action="store_true",
                         help="also count the backward pass of a training step")
+    parser.add_argument("--weights", help="build the model with these weights: 'torchvision' (alias 'imagenet') "
+                                          "or a weights file (their class count and layout apply)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     add_model_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = summary(args.model, args.input_size, keras=args.keras, depth=args.depth,
-                     units="flops" if args.flops else "macs", batch_size=args.batch_size,
-                     backward=args.backward, **model_overrides(args))
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    options = dict(keras=args.keras, depth=args.depth, units="flops" if args.flops else "macs",
+                   batch_size=args.batch_size, backward=args.backward)
+    if args.weights is None:  # by name: counted on the meta device, no memory for the weights
+        result = summary(args.model, args.input_size, **options, **model_overrides(args))
+    else:
+        model, model_args = create_model_with_args(args.model, weights=args.weights, **model_overrides(args))
+        channels, *hw = get_model_info(args.model).input_size
+        size = args.input_size or (model_args.get("in_chans", channels), *hw)
+        result = dataclasses.replace(summary(model, size, **options), model_name=args.model)
+    published = TORCHVISION_WEIGHTS.get(args.model)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "weights": args.weights,
+                          "published_weights": dataclasses.asdict(published) if published else None}, indent=2))
+        return 0
+    print(result)
+    if args.weights is not None:
+        print(f"Weights: {args.weights}")
+    print(f"Published weights: {published.describe()}; use --weights torchvision" if published
+          else "Published weights: none (train from scratch, or start from a file with --weights PATH)")
     return 0

@@ -11,6 +11,7 @@ The checkpoint still holds the whole model.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Iterator, Optional
 
@@ -21,6 +22,7 @@ from torch import nn
 
 from cnnzoo.data import BatchLoader
 from cnnzoo.data.loader import epoch_generator
+from cnnzoo.errors import UserError
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.features import pooled_features
 from cnnzoo.training.tasks.image import EVAL_BATCH_SIZE, ImageClassification
@@ -92,6 +94,15 @@ class LinearProbe(ImageClassification):
     same thing stay identical without exchanging gradients (the loss calls the classifier directly,
     not through DistributedDataParallel's wrapper, which would run the whole model).
     """
+
+    def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
+        """The image task's defaults, with augmentation "none": the features are computed once, so
+        the config (and history.json) says what the run really did."""
+        if config.augment not in (None, "none"):
+            raise UserError(f"--finetune linear computes each image's features once, without augmentation; "
+                            f"--augment {config.augment} cannot apply. Leave --augment unset, or use "
+                            "--finetune full or gradual")
+        return super().resolve(dataclasses.replace(config, augment="none"), model, device_type)
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
         common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device)
