@@ -285,8 +285,16 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
         weight_decay = 5e-4 if optimizer == "sgd" else 0.05  # AdamW decay is decoupled, so larger
     warmup = c.warmup_epochs if c.warmup_epochs is not None else (1.0 if normalised else 3.0)
     epochs = c.epochs or default_epochs(num_train)
+    # Starting from weights: fine-tune everything (the usual best on a few thousand photos), the
+    # backbone at a tenth of the head's rate so the fresh head's first, random gradients do not wreck
+    # the pretrained features (Kornblith et al. 2019; timm's layer-wise decay does the same by depth).
+    pretrained = c.weights is not None
+    finetune = c.finetune or ("full" if pretrained else None)
+    backbone_lr_scale = c.backbone_lr_scale or (0.1 if pretrained and finetune != "linear" else 1.0)
     return replace(
         c,
+        finetune=finetune,
+        backbone_lr_scale=backbone_lr_scale,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

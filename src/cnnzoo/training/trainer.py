@@ -27,12 +27,14 @@ from tqdm.auto import tqdm
 from cnnzoo import checkpoint as ckpt
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device, synchronize
 from cnnzoo.errors import UserError
-from cnnzoo.factory import create_model
+from cnnzoo.factory import create_model, create_model_with_args
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume
 from cnnzoo.training.distributed import Processes
+from cnnzoo.training.finetune import freeze_backbone, freeze_batchnorm, on_epoch_start
 from cnnzoo.training.history import plot_curves, write_history
-from cnnzoo.training.optim import LRSchedule, build_optimizer
+from cnnzoo.training.optim import LRSchedule, build_optimizer, group_learning_rates
 from cnnzoo.training.tasks import Task, task_for_model
+from cnnzoo.training.tasks.linear_probe import LinearProbe
 
 NAN_CHECK_EVERY = 25   # on GPU, steps between finiteness checks (each check waits for the GPU)
 PROGRESS_EVERY = 10    # steps between progress-bar text updates (each reads the metrics off the device)
@@ -262,6 +264,8 @@ class _Run:
     def run_epoch(self, epoch: int, progress: bool) -> dict:
         """Train one pass, validate, and return the epoch's history record."""
         epoch_start = time.perf_counter()
+        # gradual fine-tuning: which parameters learn is a function of the epoch (exact on resume)
+        event = on_epoch_start(self.model, self.optimizer, self.config.finetune, epoch, self.config.epochs)
         self.train_loader.set_epoch(epoch)
         bar = _progress_bar(progress, epoch, self.config.epochs,
                             len(self.train_loader) * self.config.batch_size, self.task.bar_unit)
@@ -286,6 +290,11 @@ class _Run:
         stats.update(epoch=epoch + 1, epoch_time=epoch_time, **{self.task.throughput_key: stats["samples_per_s"]},
                      elapsed=(self.history[-1]["elapsed"] if self.history else 0.0) + epoch_time)
         record = {k: stats[k] for k in self.task.history_columns}
+        rates = group_learning_rates(self.optimizer)
+        if len(rates) > 1:  # backbone and head at their own rates: what each really stepped with
+            record["lr_groups"] = rates
+        if event:
+            record["event"] = event
         self.history.append(record)
         return record
 
@@ -320,7 +329,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         make_deterministic(device)
     if not processes.is_main:
         processes.barrier()  # rank 0 prepares (and caches) the data first; the others then read the cache
-    task = task_for_model(config.model).load(config, data, progress and sys.stderr.isatty())
+    task_class = LinearProbe if config.finetune == "linear" else task_for_model(config.model)
+    task = task_class.load(config, data, progress and sys.stderr.isatty())
     if processes.is_main:
         processes.barrier()
     config = TrainConfig.from_dict({**config.to_dict(), "data": task.source})
@@ -335,10 +345,16 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)  # model initialisation is a function of the seed
-    model_args = task.model_args(config)
-    model = create_model(config.model, **model_args)
+    # The arguments the weights imply (a checkpoint's width, torchvision's GoogLeNet layout) are kept
+    # with the run, so the model can be rebuilt from its checkpoint alone.
+    model, model_args = create_model_with_args(config.model, weights=config.weights, progress=progress,
+                                               **task.model_args(config))
     if saved is None:
         config = task.resolve(config, model, device.type)
+    if config.freeze_bn:
+        log(f"--freeze-bn: {freeze_batchnorm(model)} batch-norm layers keep the statistics and scale of the weights")
+    if config.finetune == "linear":
+        freeze_backbone(model)  # before the optimizer, so that only the head is in it
     config = TrainConfig.from_dict({**config.to_dict(), "out_dir": str(out_dir), "model_args": model_args})
     model.to(device)
     if config.channels_last:
@@ -362,7 +378,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         config=config, task=task, model_args=model_args, model=model, device=device, out_dir=out_dir,
         trained=processes.wrap(model, device, config.sync_bn, log), processes=processes,
         train_loader=train_loader, val_loader=val_loader,
-        optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay),
+        optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay,
+                                  backbone_lr_scale=config.backbone_lr_scale),
         schedule=LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
                             warmup_steps=round(config.warmup_epochs * steps_per_epoch)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),

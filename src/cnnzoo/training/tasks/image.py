@@ -6,6 +6,7 @@ losses when its auxiliary heads are on; accuracy is the metric that decides ``be
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 from cnnzoo.data import BatchLoader, DataSplits, load_dataset
 from cnnzoo.devices import autocast
 from cnnzoo.errors import UserError
+from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.training.config import TrainConfig, resolve_config
 from cnnzoo.training.tasks.base import Task, TrainMetrics
 
@@ -88,10 +90,19 @@ class ImageClassification(Task):
     @classmethod
     def load(cls, config: TrainConfig, data: Optional[DataSplits] = None, progress: bool = True):
         """The task on ``data`` if given (many models on one split), else on ``config.data``."""
+        # Pretrained weights bring their preprocessing: their resolution unless --image-size says
+        # otherwise, and always their mean and std (the statistics the weights learned under).
+        prep = weights_preprocessing(config.weights, config.model) if config.weights else None
         if data is None:
-            data = load_dataset(config.data, image_size=config.image_size, val_fraction=config.val_fraction,
+            image_size = config.image_size or (prep["image_size"] if prep else None)
+            data = load_dataset(config.data, image_size=image_size, val_fraction=config.val_fraction,
                                 seed=config.seed, cache_dir=config.cache_dir, resize=config.resize,
                                 progress=progress)
+        if prep:
+            mean, std = list(prep["mean"]), list(prep["std"])
+            if len(mean) != data.in_chans:  # RGB weights adapted to other channels: their average statistics
+                mean, std = [sum(mean) / len(mean)] * data.in_chans, [sum(std) / len(std)] * data.in_chans
+            data = dataclasses.replace(data, mean=tuple(mean), std=tuple(std))
         return cls(data)
 
     def summary(self) -> str:
