@@ -24,6 +24,11 @@ class _SmallOutputConv2d(torch.autograd.Function):
 
     Forward and input gradient are PyTorch's own kernels; only the weight gradient's route differs,
     and it is the same sum over batch and output positions (equal up to float rounding order).
+
+    Under CPU mixed precision the forward runs in bfloat16 as autocast decides, and the weight
+    gradient is summed in float32, the weight's own type. That is also a fix: oneDNN's bfloat16
+    weight-gradient kernel for these 1x1 outputs left some entries unset - a NaN in about one
+    process in three (ResNet-18 at 16 px: stages.3.0.conv1, one kernel tap).
     """
 
     @staticmethod
@@ -31,6 +36,7 @@ class _SmallOutputConv2d(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding, dilation)
         ctx.has_bias = bias is not None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         return F.conv2d(x, weight, bias, stride, padding, dilation)
 
     @staticmethod
@@ -38,11 +44,13 @@ class _SmallOutputConv2d(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0]:  # in the forward's precision (bfloat16 under autocast), as PyTorch does
+            low = grad_out.dtype
             grad_x = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, stride, padding, dilation, False, [0, 0], 1,
-                [True, False, False])[0]
+                grad_out, x.to(low), weight.to(low), None, stride, padding, dilation, False, [0, 0], 1,
+                [True, False, False])[0].to(x.dtype)
         if ctx.needs_input_grad[1]:
+            x, grad_out = x.to(weight.dtype), grad_out.to(weight.dtype)  # no copy unless under autocast
             out_channels, in_channels, kh, kw = weight.shape
             cols = F.unfold(x, (kh, kw), dilation=dilation, padding=padding, stride=stride)
             batch, _, positions = cols.shape              # cols: [batch, in_channels * kh * kw, positions]
@@ -58,14 +66,14 @@ class _SmallOutputConv2d(torch.autograd.Function):
                 grad_weight = (grad_rows @ patches.reshape(batch * positions, -1)
                                ).view(out_channels, kh, kw, in_channels).permute(0, 3, 1, 2)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum((0, 2, 3))
+            grad_bias = grad_out.sum((0, 2, 3)).to(ctx.bias_dtype)
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters, same state dict) that, when training on the CPU, takes a faster
     route for the weight gradient of convolutions with a tiny output map (see ``SMALL_OUTPUT_POSITIONS``).
-    Everywhere else (GPU, inference, mixed precision, TorchScript, tracing, export) it is exactly
+    Everywhere else (GPU, inference, TorchScript, tracing, export) it is exactly
     ``nn.Conv2d``.
     """
 
@@ -82,8 +90,7 @@ class Conv2d(nn.Conv2d):
         if (input.device.type != "cpu" or not self.weight.requires_grad or not torch.is_grad_enabled()
                 or self.groups != 1 or self.padding_mode != "zeros" or isinstance(self.padding, str)
                 or self.kernel_size == (1, 1) or self.weight.numel() < SMALL_OUTPUT_MIN_WEIGHTS
-                or input.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling()
-                or torch.is_autocast_enabled("cpu")):  # mixed precision keeps PyTorch's own route
+                or input.dim() != 4 or torch.jit.is_tracing() or torch.compiler.is_compiling()):
             return False
         positions = 1
         for size, k, s, p, d in zip(input.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation):
