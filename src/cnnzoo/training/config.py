@@ -138,7 +138,7 @@ class TrainConfig:
     freeze_bn: bool = option(False, "keep batch-norm statistics and affine parameters as the weights "
                              "have them (model.train() does not undo it)", group="fine-tuning")
     backbone_lr_scale: Optional[float] = option(None, "the backbone learns at this fraction of --lr "
-                                                "(default: 1, or 0.1 with --weights)", valid="positive",
+                                                "(default: 1)", valid="positive",
                                                 group="fine-tuning")
     # --- sequence models (WaveNet): audio folders and CSV series ---
     window: Optional[int] = option(None, "sequence models: samples per training window (default: the "
@@ -285,12 +285,12 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
         weight_decay = 5e-4 if optimizer == "sgd" else 0.05  # AdamW decay is decoupled, so larger
     warmup = c.warmup_epochs if c.warmup_epochs is not None else (1.0 if normalised else 3.0)
     epochs = c.epochs or default_epochs(num_train)
-    # Starting from weights: fine-tune everything (the usual best on a few thousand photos), the
-    # backbone at a tenth of the head's rate so the fresh head's first, random gradients do not wreck
-    # the pretrained features (Kornblith et al. 2019; timm's layer-wise decay does the same by depth).
-    pretrained = c.weights is not None
-    finetune = c.finetune or ("full" if pretrained else None)
-    backbone_lr_scale = c.backbone_lr_scale or (0.1 if pretrained and finetune != "linear" else 1.0)
+    # Starting from weights: fine-tune everything (the usual best on a few thousand photos), at one
+    # learning rate, as torchvision's and timm's references do. A slower backbone is one flag away;
+    # it is not the default because it lost here: digits 0-4 -> 5-9 with 30 images a class, 5 epochs,
+    # ResNet-18 x0.5: 96.4 % with the backbone at the head's rate, 89.7 % at a tenth, 95.0 % from scratch.
+    finetune = c.finetune or ("full" if c.weights is not None else None)
+    backbone_lr_scale = c.backbone_lr_scale or 1.0
     return replace(
         c,
         finetune=finetune,
