@@ -17,7 +17,8 @@ from cnnzoo.cli.common import overrides_from_extra_args
 from cnnzoo.errors import UserError
 
 # Order is the order `cnnzoo --help` lists them in.
-COMMANDS = ("list", "summary", "profile", "sweep", "train", "evaluate", "predict", "compare")
+COMMANDS = ("list", "summary", "profile", "sweep", "train", "evaluate", "predict", "generate", "forecast", "features",
+            "compare", "export")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -1,0 +1,115 @@
+"""Real images for int8: a calibration sample from the training split and an evaluation set (the
+validation split) with labels in the model's class order, both prepared as the model was trained
+(its image size, resize mode, mean and std)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from cnnzoo.data import BatchLoader, DataSplits, ImageSet, load_dataset
+from cnnzoo.errors import UserError
+from cnnzoo.export.source import ModelSource
+
+# 128 or all 240 training images of flowers-mini made the same int8 MobileNetV2 and ResNet-18 (same
+# agreement with fp32, same accuracy): MinMax ranges settle early.
+CALIBRATION_IMAGES = 128
+MAX_EVAL_IMAGES = 2000     # an accuracy's standard error is then about 1 point; a large split stays quick
+
+
+@dataclass
+class CalibrationData:
+    source: str
+    mean: tuple
+    std: tuple
+    calibration: ImageSet         # a seeded sample of the training split
+    evaluation: ImageSet          # the validation split (a sample of it if large), else the calibration images
+    evaluation_name: str          # "validation images", or "calibration images (...)" without a validation split
+    labels: Optional[torch.Tensor]  # evaluation labels as the model's class indices; None if they do not map
+    labels_note: str = ""         # why there are no labels, when there are none
+
+    def calibration_batches(self, batch_size: int = 32) -> Iterator[torch.Tensor]:
+        return (x for x, _ in self._loader(self.calibration, batch_size))
+
+    def evaluation_batches(self, batch_size: int = 64) -> Iterator[torch.Tensor]:
+        return (x for x, _ in self._loader(self.evaluation, batch_size))
+
+    def _loader(self, images: ImageSet, batch_size: int) -> BatchLoader:
+        return BatchLoader(images, batch_size, shuffle=False, mean=self.mean, std=self.std)
+
+    def describe(self) -> str:
+        return (f"{len(self.calibration)} training images of {self.source}; evaluated on "
+                f"{len(self.evaluation)} {self.evaluation_name}")
+
+
+def load_calibration(data: Union[str, os.PathLike, DataSplits], *, image_size: int,
+                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+                     resize: str = "shorter_crop", class_names: Optional[Sequence[str]] = None,
+                     num_images: int = CALIBRATION_IMAGES, max_eval_images: int = MAX_EVAL_IMAGES,
+                     val_fraction: float = 0.2, seed: int = 0, cache_dir=None) -> CalibrationData:
+    """Load ``data`` (a source or prepared splits) at ``image_size`` with the model's ``mean``/``std``
+    (the data's own when the model has none, i.e. random weights). Give the ``val_fraction`` and
+    ``seed`` training used, so that its validation split holds only images the model never saw."""
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise UserError(f"the number of calibration images must be at least 1, got {num_images!r}")
+    if not isinstance(data, DataSplits):
+        try:
+            data = load_dataset(data, image_size=image_size, val_fraction=val_fraction, seed=seed, resize=resize,
+                                cache_dir=cache_dir, progress=False)
+        except UserError as err:
+            raise UserError(f"calibration data: {err}") from None
+    if data.image_size != image_size:
+        raise UserError(f"the calibration data is {data.image_size} px, the model takes {image_size} px")
+    if len(data.train) == 0:
+        raise UserError(f"calibration data {data.source!r} has no training images")
+    rng = np.random.default_rng(seed)
+    calibration = _sample(data.train, num_images, rng)
+    if data.val is not None and len(data.val):
+        evaluation, name = _sample(data.val, max_eval_images, rng), "validation images"
+    else:
+        evaluation, name = calibration, "calibration images (the data has no validation split)"
+    labels, note = _model_labels(evaluation, data.class_names, class_names)
+    return CalibrationData(str(data.source), tuple(mean or data.mean), tuple(std or data.std), calibration,
+                           evaluation, name, labels, note)
+
+
+def _sample(images: ImageSet, n: int, rng: np.random.Generator) -> ImageSet:
+    if len(images) <= n:
+        return images
+    rows = np.sort(rng.choice(len(images), n, replace=False))
+    return ImageSet(np.asarray(images.images[rows]), images.labels[rows])
+
+
+def _model_labels(images: ImageSet, data_classes: Sequence[str],
+                  model_classes: Optional[Sequence[str]]) -> tuple[Optional[torch.Tensor], str]:
+    """The data's labels as indices into the model's classes, when every class of the data is one of them."""
+    if model_classes is None:
+        return None, "the model has no class names (random weights): top-1 agreement only"
+    unknown = sorted(set(data_classes) - set(model_classes))
+    if unknown:
+        return None, (f"the data has classes the model was not trained on ({', '.join(unknown[:5])}): "
+                      "top-1 agreement only")
+    remap = np.array([list(model_classes).index(c) for c in data_classes])
+    return torch.from_numpy(remap[images.labels]), ""
+
+
+def calibration_for(source: ModelSource, calibration, num_images: int) -> Optional[CalibrationData]:
+    """The images int8 calibrates on: ``calibration`` if given, else a checkpoint's own training
+    data, else none (random weights)."""
+    config = (source.checkpoint or {}).get("config") or {}
+    if calibration is None:
+        if source.checkpoint is None:
+            return None
+        calibration = config.get("data")
+        if calibration is None:
+            raise UserError(f"{source.description}: the checkpoint does not name its training data; "
+                            "give calibration data")
+    prep = source.preprocessing or {}
+    return load_calibration(calibration, image_size=source.input_size[-1], mean=prep.get("mean"),
+                            std=prep.get("std"), resize=prep.get("resize", "shorter_crop"),
+                            class_names=source.class_names, num_images=num_images,
+                            val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0),
+                            cache_dir=config.get("cache_dir"))
