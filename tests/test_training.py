@@ -16,10 +16,10 @@ from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint, train
 from cnnzoo.training import trainer as trainer_module
-from cnnzoo.training.tasks import image as image_task
 from cnnzoo.training.config import default_batch_size, family_training_defaults, resolve_config
 from cnnzoo.training.history import COLUMNS, read_history_csv
 from cnnzoo.training.optim import LRSchedule, build_optimizer, parameter_groups
+from cnnzoo.training.tasks import image as image_task
 
 DATA = "synthetic:classes=4,n=256,size=16"
 # One thread: tiny convolutions gain nothing from two, and lose a lot when other processes
