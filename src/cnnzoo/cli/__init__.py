@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from cnnzoo.cli.common import overrides_from_extra_args
@@ -44,7 +45,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, modules
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # A warning meant for the user ("the head was re-initialised with 5 classes") reads as one line,
+    # without the source line Python's default format adds.
+    return f"cnnzoo: warning: {message}\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser, modules = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args, extra = parser.parse_known_args(argv)
