@@ -354,3 +354,24 @@ def test_without_the_export_extra_the_command_says_what_to_install(monkeypatch, 
     assert export_cli("resnet18") == 2
     err = capsys.readouterr().err
     assert "onnxruntime" in err and "pip install 'cnnzoo[export]'" in err
+
+
+def test_profile_compares_runtimes_side_by_side_and_names_the_cpu(capsys):
+    from cnnzoo.cli import main
+
+    code = main(["profile", "mobilenet_v1", "--width-mult", "0.25", "--input-size", "3,32,32", "--batch-size", "1",
+                 "--runtime", "torch,onnxruntime,int8", "--threads", "1", "--repeat", "2", "--warmup", "1"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("CPU: ")
+    rows = [line for line in out.splitlines() if line.startswith("mobilenet_v1")]
+    assert len(rows) == 3 and "[onnxruntime fp32]" in rows[1] and "[onnxruntime int8]" in rows[2]
+
+
+def test_profile_rejects_an_unknown_runtime():
+    import pytest
+
+    from cnnzoo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["profile", "mobilenet_v1", "--runtime", "tensorrt"])
+    assert exit_info.value.code == 2
