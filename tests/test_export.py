@@ -375,3 +375,15 @@ def test_profile_rejects_an_unknown_runtime():
     with pytest.raises(SystemExit) as exit_info:
         main(["profile", "mobilenet_v1", "--runtime", "tensorrt"])
     assert exit_info.value.code == 2
+
+
+def test_compare_measures_latency_where_the_model_will_run(tmp_path):
+    from cnnzoo.compare import LatencySettings, compare
+
+    result = compare(["mobilenet_v1:width_mult=0.25"], out_dir=tmp_path, data="synthetic:classes=3,n=36,size=16",
+                     epochs=1, batch_size=16, device="cpu", progress=False, log=lambda line: None,
+                     latency=LatencySettings(repeats=2, warmup=1, batch_repeats=1, runtime="int8"))
+    record = result.records[0]
+    assert record["status"] == "done", record.get("reason")
+    assert record["runtime"] == "onnxruntime int8" and record["latency_b1_ms"] > 0
+    assert record["settings"]["latency_runtime"] == "int8"  # a PyTorch-timed result is not reused for it

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cnnzoo.cli import EXIT_FAILED, EXIT_OK
 from cnnzoo.cli.common import add_training_options, training_options_from_args
-from cnnzoo.compare import compare
+from cnnzoo.compare import LatencySettings, compare
 from cnnzoo.compare.analysis import verdict
 from cnnzoo.compare.plan import plans_table
 from cnnzoo.compare.results import model_slug
@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--total-time", type=float, metavar="MIN",
                         help="training minutes for the whole comparison, shared equally by the models "
                              "(instead of --epochs or --time-budget)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "int8"), default="torch",
+                        help="where each trained model's latency is measured: PyTorch (default), or exported "
+                             "and verified, in onnxruntime fp32 or int8 (calibrated on the training images); "
+                             "needs `pip install 'cnnzoo[export]'`")
     # The same for every model; --epochs or --time-budget, not both (unset: sized to the data).
     add_training_options(parser, "compare", exclusive=("epochs", "time_budget_s"))
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(options.get("data", TrainConfig.data))
     total_time_s = None if args.total_time is None else 60 * args.total_time
     result = compare(args.models or None, out_dir=out_dir, progress=not args.no_progress, repeats=args.repeats,
-                     total_time_s=total_time_s, **options)
+                     total_time_s=total_time_s, latency=LatencySettings(runtime=args.runtime), **options)
     if not Processes.from_env().is_main:  # under torchrun, rank 0 speaks for the job
         return EXIT_OK if result.all_done else EXIT_FAILED
     print()

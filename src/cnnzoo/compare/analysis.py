@@ -146,8 +146,9 @@ def verdict(records: Records) -> list[str]:
         timed = [r for r in finished if _finite(r.latency_b1_ms)]
         if timed:
             fastest = min(timed, key=lambda r: r.latency_b1_ms)
+            where = "" if fastest.runtime == "torch" else f" in {fastest.runtime}"
             lines.append(f"Fastest: {fastest.name} ({fastest.latency_b1_ms:.2f} ms per image at "
-                         f"batch 1; {_pct(fastest.best_val_acc)} accuracy).")
+                         f"batch 1{where}; {_pct(fastest.best_val_acc)} accuracy).")
         trained = [r for r in finished if _finite(r.train_time_s)]
         if len(trained) > 1:
             quickest = min(trained, key=lambda r: r.train_time_s)

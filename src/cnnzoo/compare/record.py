@@ -122,6 +122,7 @@ class ModelRecord:
     latency_batch_size: Optional[int] = None
     inference_images_per_s: Optional[float] = None
     device: Optional[str] = None
+    runtime: str = "torch"                      # where the latencies were measured (compare --runtime)
     # training (accuracies: means over seeds; the rest: the first seed's, time: mean per run)
     epochs_run: Optional[int] = None
     train_time_s: Optional[float] = None
