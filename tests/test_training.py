@@ -328,7 +328,7 @@ def test_auxiliary_heads_add_to_the_loss(monkeypatch, tmp_path):
 def test_a_time_budget_fits_the_schedule_to_the_epochs_it_holds(tmp_path, monkeypatch):
     # Measured 1 s per epoch (pinned here) and a 3.5 s budget: 3 epochs of the 20 asked, with the
     # warm-up and cosine decay planned for those 3, so the last epoch runs at a decayed rate.
-    monkeypatch.setattr(trainer_module, "_measure_epoch_seconds", lambda *a, **k: 1.0)
+    monkeypatch.setattr(trainer_module, "measure_epoch_seconds", lambda *a, **k: 1.0)
     result = train(epochs=20, time_budget_s=3.5, out_dir=str(tmp_path), **TINY)
     assert result.planned_epochs == 3 and len(result.history) == 3 and result.estimated_epoch_s == 1.0
     assert result.stopped_reason == "time_budget"

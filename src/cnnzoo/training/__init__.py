@@ -7,18 +7,12 @@
     predict(f"{result.out_dir}/best.pt", ["seven.png"])
 """
 from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from cnnzoo.training.budget import epochs_within_budget, estimate_epoch_seconds
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.evaluate import EvalResult, evaluate
 from cnnzoo.training.predict import Prediction, predict
 from cnnzoo.training.tasks import Task, task_for_model
-from cnnzoo.training.trainer import (
-                                     TrainingDiverged,
-                                     TrainResult,
-                                     epochs_within_budget,
-                                     estimate_epoch_seconds,
-                                     resolved_config,
-                                     train,
-)
+from cnnzoo.training.trainer import TrainingDiverged, TrainResult, resolved_config, train
 
 __all__ = ["TrainConfig", "train", "TrainResult", "TrainingDiverged", "load_checkpoint", "save_checkpoint",
            "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction", "Task",

@@ -11,7 +11,6 @@ this file knows no images, labels or accuracy.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 import sys
@@ -25,9 +24,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnzoo import checkpoint as ckpt
-from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device, synchronize
+from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
+from cnnzoo.training.budget import fit_epochs_to_budget, measure_epoch_seconds, out_of_time
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume
 from cnnzoo.training.distributed import Processes
 from cnnzoo.training.finetune import freeze_backbone, freeze_batchnorm, on_epoch_start
@@ -365,10 +365,10 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
     estimated_epoch_s, cut_by_budget = None, False
     if config.time_budget_s:
         estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
-            _measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
+            measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
         if saved is None:
             asked = config.epochs
-            config = _fit_epochs_to_budget(config, estimated_epoch_s, log)
+            config = fit_epochs_to_budget(config, estimated_epoch_s, log)
             cut_by_budget = config.epochs < asked
     if processes.enabled:
         log(f"torchrun: {processes.world_size} processes ({backend}); the global batch of {config.batch_size} is "
@@ -408,7 +408,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     try:
         for epoch in range(start_epoch, config.epochs):
             # rank 0's clock decides for every process: one stopping alone would leave the others waiting
-            if processes.broadcast(_out_of_time(config, run_start, run.history[start_epoch:])):
+            if processes.broadcast(out_of_time(config, run_start, run.history[start_epoch:])):
                 stopped_reason = "time_budget"
                 break
             record = run.run_epoch(epoch, progress)
@@ -469,77 +469,6 @@ def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dic
         images_per_s=run.samples_trained / run.time_training if run.time_training else 0.0,
         monitor=run.task.monitor, class_names=list(getattr(run.task, "class_names", [])), test_metrics=test,
         planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s)
-
-
-PROBE_STEPS = 3  # training steps timed before a budgeted run fixes its schedule (the first is a warm-up)
-
-
-def _measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loader, config: TrainConfig,
-                           device: torch.device) -> float:
-    """Seconds one epoch will take, from a few training steps of a throwaway copy of the model and
-    optimizer: the run's own weights, optimizer and random state are left exactly as they were."""
-    rng = ckpt.get_rng_state()
-    probe = copy.deepcopy(model).train()
-    optimizer = build_optimizer(probe, config.optimizer, config.lr, config.weight_decay)
-    times = []
-    for step, batch in enumerate(train_loader):
-        start = time.perf_counter()
-        with autocast(device, config.amp):
-            loss, _ = task.loss(probe, batch, config)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-        if step + 1 >= PROBE_STEPS:
-            break
-    ckpt.set_rng_state(rng)
-    del probe, optimizer
-    per_step = min(times[1:] or times)  # the first step pays for allocation and kernel selection
-    # Validation is a forward pass (about a third of a training step per sample) over the val loader.
-    val_steps = len(val_loader) * val_loader.batch_size / max(train_loader.batch_size, 1)
-    return per_step * (len(train_loader) + val_steps / 3)
-
-
-def estimate_epoch_seconds(config: TrainConfig, task: Task) -> float:
-    """Seconds per epoch of a run of ``config`` (resolved: see :func:`resolved_config`) on the
-    task's data, measured as a run measures itself before fitting a time budget: a few steps of a
-    throwaway model (what ``cnnzoo compare`` plans with)."""
-    device = pick_device(config.device)
-    model = create_model(config.model, **config.model_args).to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train_loader, val_loader = task.loaders(config, device, model)
-    with num_threads(config.threads):
-        return _measure_epoch_seconds(task, model, train_loader, val_loader, config, device)
-
-
-def epochs_within_budget(config: TrainConfig, epoch_s: float) -> int:
-    """The epochs a run does under its time budget: those asked for, at most as many as fit."""
-    if not config.time_budget_s:
-        return config.epochs
-    return min(config.epochs, max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
-
-
-def _fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfig:
-    """The run's epochs cut to what the budget holds, so that the schedule (its warm-up and decay)
-    is planned for the epochs that will run and the run ends with a decayed learning rate; the
-    fitted value is stored in the config, so a resumed run keeps the plan."""
-    epochs = epochs_within_budget(config, epoch_s)
-    log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
-        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
-                                                       else "") + "; the learning-rate schedule is fitted to them")
-    return TrainConfig.from_dict({**config.to_dict(), "epochs": epochs,
-                                  "warmup_epochs": min(config.warmup_epochs, epochs / 2)})
-
-
-def _out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -> bool:
-    """Stop before an epoch that would end past the budget (estimated from the epochs so far)."""
-    if not config.time_budget_s or not this_call:
-        return False
-    elapsed = time.perf_counter() - run_start
-    mean_epoch = sum(r["epoch_time"] for r in this_call) / len(this_call)
-    return elapsed + mean_epoch > config.time_budget_s
 
 
 def _write_history(run: _Run, extra: Optional[dict] = None) -> None:

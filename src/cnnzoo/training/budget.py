@@ -1,0 +1,92 @@
+"""Time budgets: how long an epoch will take, measured before the schedule is fixed, and how many
+epochs a budget holds.
+
+A run with ``time_budget_s`` times a few steps of a throwaway copy of its model (its own weights,
+optimizer and random state untouched), fits its epochs - and so its warm-up and decay - to what the
+budget holds, and still stops at an epoch boundary if the estimate was optimistic. ``cnnzoo compare``
+plans with the same measurement and rule.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from torch import nn
+
+from cnnzoo import checkpoint as ckpt
+from cnnzoo.devices import autocast, num_threads, pick_device, synchronize
+from cnnzoo.factory import create_model
+from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.optim import build_optimizer
+from cnnzoo.training.tasks import Task
+
+PROBE_STEPS = 3  # training steps timed before a budgeted run fixes its schedule (the first is a warm-up)
+
+
+def measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loader, config: TrainConfig,
+                           device: torch.device) -> float:
+    """Seconds one epoch will take, from a few training steps of a throwaway copy of the model and
+    optimizer: the run's own weights, optimizer and random state are left exactly as they were."""
+    rng = ckpt.get_rng_state()
+    probe = copy.deepcopy(model).train()
+    optimizer = build_optimizer(probe, config.optimizer, config.lr, config.weight_decay)
+    times = []
+    for step, batch in enumerate(train_loader):
+        start = time.perf_counter()
+        with autocast(device, config.amp):
+            loss, _ = task.loss(probe, batch, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+        if step + 1 >= PROBE_STEPS:
+            break
+    ckpt.set_rng_state(rng)
+    del probe, optimizer
+    per_step = min(times[1:] or times)  # the first step pays for allocation and kernel selection
+    # Validation is a forward pass (about a third of a training step per sample) over the val loader.
+    val_steps = len(val_loader) * val_loader.batch_size / max(train_loader.batch_size, 1)
+    return per_step * (len(train_loader) + val_steps / 3)
+
+
+def estimate_epoch_seconds(config: TrainConfig, task: Task) -> float:
+    """Seconds per epoch of a run of ``config`` (resolved: see :func:`resolved_config`) on the
+    task's data, measured as a run measures itself before fitting a time budget: a few steps of a
+    throwaway model (what ``cnnzoo compare`` plans with)."""
+    device = pick_device(config.device)
+    model = create_model(config.model, **config.model_args).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_loader, val_loader = task.loaders(config, device, model)
+    with num_threads(config.threads):
+        return measure_epoch_seconds(task, model, train_loader, val_loader, config, device)
+
+
+def epochs_within_budget(config: TrainConfig, epoch_s: float) -> int:
+    """The epochs a run does under its time budget: those asked for, at most as many as fit."""
+    if not config.time_budget_s:
+        return config.epochs
+    return min(config.epochs, max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
+
+
+def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfig:
+    """The run's epochs cut to what the budget holds, so that the schedule (its warm-up and decay)
+    is planned for the epochs that will run and the run ends with a decayed learning rate; the
+    fitted value is stored in the config, so a resumed run keeps the plan."""
+    epochs = epochs_within_budget(config, epoch_s)
+    log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
+                                                       else "") + "; the learning-rate schedule is fitted to them")
+    return TrainConfig.from_dict({**config.to_dict(), "epochs": epochs,
+                                  "warmup_epochs": min(config.warmup_epochs, epochs / 2)})
+
+
+def out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -> bool:
+    """Stop before an epoch that would end past the budget (estimated from the epochs so far)."""
+    if not config.time_budget_s or not this_call:
+        return False
+    elapsed = time.perf_counter() - run_start
+    mean_epoch = sum(r["epoch_time"] for r in this_call) / len(this_call)
+    return elapsed + mean_epoch > config.time_budget_s
