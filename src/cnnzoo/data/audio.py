@@ -28,12 +28,13 @@ from scipy.signal import resample_poly
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
 from cnnzoo.data.sequences import SequenceSet, split_in_time
 from cnnzoo.data.splits import DataError
+from cnnzoo.files import atomic_open
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MAX_LISTED = 20  # skipped files named in the warning
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioSet", "SkippedAudioWarning", "list_audio_files", "load_audio_folder",
-           "mu_law_decode", "mu_law_encode", "read_audio"]
+           "mu_law_decode", "mu_law_encode", "read_audio", "write_audio"]
 
 
 class SkippedAudioWarning(UserWarning):
@@ -91,6 +92,16 @@ def read_audio(path: Union[str, os.PathLike], sample_rate: int) -> np.ndarray:
         divisor = math.gcd(int(rate), int(sample_rate))
         mono = resample_poly(mono, sample_rate // divisor, rate // divisor)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def write_audio(path: Union[str, os.PathLike], signal: np.ndarray, sample_rate: int) -> Path:
+    """A mono float signal in [-1, 1] (``[T]``) as a 16-bit PCM WAV file, written atomically: a
+    reader never sees half a file, and a failed write leaves the old one."""
+    path = Path(path)
+    with atomic_open(path) as f:
+        soundfile.write(f, np.clip(np.asarray(signal, dtype=np.float32), -1.0, 1.0), int(sample_rate),
+                        format="WAV", subtype="PCM_16")
+    return path
 
 
 def load_audio_folder(root: Union[str, os.PathLike], sample_rate: int) -> AudioSet:

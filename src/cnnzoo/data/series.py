@@ -13,12 +13,15 @@ cnnzoo does not guess missing values.
 """
 from __future__ import annotations
 
+import calendar
 import csv
 import difflib
 import io
 import math
 import os
+import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -143,6 +146,89 @@ def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[
         raise DataError(f"{path} has {len(values)} data row{'s' if len(values) != 1 else ''}: a series needs more")
     return Series(np.asarray(values, dtype=np.float32).T.copy(), chosen, steps if step is not None else None,
                   step, str(path))
+
+
+def continue_steps(steps: Sequence[str], count: int) -> list[str]:
+    """The ``count`` step labels after ``steps`` (a step column's text), in the same form: whole
+    numbers and decimals go on by their last difference (``1700.0, 1701.0`` -> ``1702.0``); dates
+    (ISO 8601, or ``YYYY-MM``) by whole months when the column steps by months (month ends stay
+    month ends), else by the last time difference; any other text as ``last+1``, ``last+2``...
+    """
+    if count < 1:
+        return []
+    if not steps:
+        return [str(i) for i in range(count)]
+    last = steps[-1]
+    for step in (_number_steps, _month_steps, _date_steps):
+        labels = step(list(steps[-3:]), count)
+        if labels is not None:
+            return labels
+    return [f"{last}+{i}" for i in range(1, count + 1)]
+
+
+def _number_steps(recent: list[str], count: int) -> Optional[list[str]]:
+    try:
+        values = [float(s) for s in recent]
+    except ValueError:
+        return None
+    if not all(math.isfinite(v) for v in values):
+        return None
+    decimals = max(len(s.partition(".")[2]) if "." in s and "e" not in s.lower() else 0 for s in recent)
+    delta = values[-1] - values[-2] if len(values) > 1 else 1.0
+    if delta == 0:
+        return None
+    return [f"{values[-1] + delta * i:.{decimals}f}" for i in range(1, count + 1)]
+
+
+_YEAR_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def _parse_date(text: str) -> Optional[datetime]:
+    match = _YEAR_MONTH.match(text)
+    if match:
+        return datetime(int(match[1]), int(match[2]), 1)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _format_date(value: datetime, like: str) -> str:
+    if _YEAR_MONTH.match(like):
+        return f"{value.year:04d}-{value.month:02d}"
+    if len(like) == 10:  # a date without a time
+        return value.date().isoformat()
+    return value.isoformat(sep="T" if "T" in like else " ")
+
+
+def _add_months(value: datetime, months: int, month_end: bool) -> datetime:
+    total = value.year * 12 + value.month - 1 + months
+    year, month = divmod(total, 12)
+    last_day = calendar.monthrange(year, month + 1)[1]
+    return value.replace(year=year, month=month + 1, day=last_day if month_end else min(value.day, last_day))
+
+
+def _month_steps(recent: list[str], count: int) -> Optional[list[str]]:
+    dates = [_parse_date(s) for s in recent]
+    if len(dates) < 2 or any(d is None for d in dates):
+        return None
+    month_ends = all(d.day == calendar.monthrange(d.year, d.month)[1] for d in dates)
+    if not month_ends and len({(d.day, d.time()) for d in dates}) != 1:
+        return None
+    gaps = {(b.year - a.year) * 12 + b.month - a.month for a, b in zip(dates, dates[1:])}
+    if len(gaps) != 1 or (gap := gaps.pop()) < 1:
+        return None
+    return [_format_date(_add_months(dates[-1], gap * i, month_ends), recent[-1]) for i in range(1, count + 1)]
+
+
+def _date_steps(recent: list[str], count: int) -> Optional[list[str]]:
+    dates = [_parse_date(s) for s in recent]
+    if len(dates) < 2 or any(d is None for d in dates):
+        return None
+    delta: timedelta = dates[-1] - dates[-2]
+    if delta <= timedelta(0):
+        return None
+    return [_format_date(dates[-1] + delta * i, recent[-1]) for i in range(1, count + 1)]
 
 
 def _dialect(text: str):

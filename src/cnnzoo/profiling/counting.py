@@ -251,6 +251,16 @@ class MacCount:
         return None if self.backward is None else self.forward + self.backward
 
 
+def example_input(model: nn.Module, input_size, batch_size: int = 1, device=None,
+                  make: Callable[..., torch.Tensor] = torch.zeros) -> torch.Tensor:
+    """What ``model`` takes at ``input_size``: a sequence model's own ``example_input(length, batch)``
+    (WaveNet: μ-law classes ``[N, T]``, or floats ``[N, C, T]``; ``T`` is ``input_size``'s last
+    number), else ``make(batch_size, *input_size)`` (zeros; latency passes ``torch.randn``)."""
+    if callable(getattr(model, "example_input", None)):
+        return model.example_input(int(input_size[-1]), batch_size).to(device)
+    return make(batch_size, *input_size, device=device)
+
+
 def count_macs(model: nn.Module, inputs, *, backward: bool = False) -> MacCount:
     """Count multiply-adds of ``model(inputs)`` (``inputs``: a tensor or a tuple of tensors).
 

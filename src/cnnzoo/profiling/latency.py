@@ -19,7 +19,7 @@ from torch import nn
 from cnnzoo.devices import num_threads, pick_device, synchronize
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
-from cnnzoo.profiling.counting import peak_live_tensor_bytes
+from cnnzoo.profiling.counting import example_input, peak_live_tensor_bytes
 
 
 @dataclass
@@ -81,7 +81,8 @@ def measure_latency(model: Union[nn.Module, str], input_size=(3, 224, 224), batc
     dev = resolve_device(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device=dev, memory_format=memory_format)
-    x = torch.randn(batch_size, *input_size, device=dev).contiguous(memory_format=memory_format)
+    x = example_input(model, input_size, batch_size, dev, torch.randn)  # sequence models: their own input
+    x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
     was_training = model.training
     model.eval()
     try:

@@ -6,6 +6,11 @@ Two parameter conventions, chosen with ``keras=``:
     weights, non-trainable ones (``num_batches_tracked`` is not: Keras has no such weight). Totals
     then match ``model.summary()`` of the same network built in Keras.
 MACs follow :mod:`cnnzoo.profiling.counting` (conv and linear/matmul; the rest listed as uncounted).
+
+A sequence model (one with ``example_input(length)``, as WaveNet) is fed its own input: for WaveNet
+on audio, μ-law classes ``[N, T]`` with ``T`` the last number of ``input_size``. One with a
+``receptive_field`` gets it reported too, in samples and (audio) in seconds at its sample rate,
+beside its multiply-adds per output sample.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from torch import nn
 
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
-from cnnzoo.profiling.counting import Record, count_macs
+from cnnzoo.profiling.counting import Record, count_macs, example_input
 from cnnzoo.registry import get_model_info
 from cnnzoo.text import format_count, table
 
@@ -56,15 +61,28 @@ class ModelSummary:
     uncounted_ops: dict = field(default_factory=dict)   # op name -> calls, forward pass
     backward_macs: Optional[int] = None                  # only when asked for (backward=True)
     uncounted_backward_ops: dict = field(default_factory=dict)
+    # Sequence models: input samples one output sees, and the audio rate that makes them seconds
+    # (None for a model of series, whose steps have no rate).
+    receptive_field: Optional[int] = None
+    sample_rate: Optional[int] = None
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
 
+    @property
+    def macs_per_sample(self) -> Optional[int]:
+        """A sequence model's multiply-adds per output step (every step costs the same)."""
+        if self.receptive_field is None:
+            return None
+        return self.macs // (self.batch_size * self.input_size[-1])
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["flops"] = self.flops
+        if self.receptive_field is not None:
+            d["macs_per_sample"] = self.macs_per_sample
         return d
 
     def __str__(self) -> str:
@@ -93,7 +111,7 @@ def summary(model_or_name: Union[nn.Module, str], input_size: Optional[tuple] = 
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     model, name, input_size = _resolve_model(model_or_name, input_size, device, overrides)
     device = device or _model_device(model)
-    x = torch.zeros(batch_size, *input_size, device=device)
+    x = example_input(model, input_size, batch_size, device)
     try:
         counted = count_macs(model, x, backward=backward)
     except RuntimeError as err:
@@ -112,7 +130,18 @@ def summary(model_or_name: Union[nn.Module, str], input_size: Optional[tuple] = 
         activation_bytes=sum(r.output_bytes for r in records if r.is_leaf),
         rows=_rows(counted.trace.input_record, counted.trace.root, depth, keras, x),
         uncounted_ops=counted.uncounted_forward,
-        backward_macs=counted.backward, uncounted_backward_ops=counted.uncounted_backward)
+        backward_macs=counted.backward, uncounted_backward_ops=counted.uncounted_backward,
+        **_sequence_fields(model))
+
+
+def _sequence_fields(model: nn.Module) -> dict:
+    receptive_field = getattr(model, "receptive_field", None)
+    if receptive_field is None:
+        return {}
+    config = getattr(model, "config", None)
+    audio = getattr(config, "output", None) != "continuous"
+    return {"receptive_field": int(receptive_field),
+            "sample_rate": getattr(config, "sample_rate", None) if audio else None}
 
 
 def _resolve_model(model_or_name, input_size, device, overrides):
@@ -230,7 +259,8 @@ def render_table(s: ModelSummary) -> str:
     conv = ("Keras convention: parameters plus normalisation running statistics (non-trainable)"
             if s.convention == "keras" else "PyTorch convention: parameters only")
     compute = ("FLOPs = 2 x multiply-adds" if s.units == "flops" else "MACs = multiply-adds")
-    out = [f'Model: "{s.model_name}"   input {_fmt_shape([s.batch_size, *s.input_size])}',
+    shown_input = s.rows[0].output_shape if s.rows else [s.batch_size, *s.input_size]  # what the model was fed
+    out = [f'Model: "{s.model_name}"   input {_fmt_shape(shown_input)}',
            f"{conv}; {compute} of conv and linear layers", rule, header_line, rule, *body_lines]
     total = s.macs * scale
     out += [rule,
@@ -241,6 +271,12 @@ def render_table(s: ModelSummary) -> str:
     if s.backward_macs is not None:
         back = s.backward_macs * scale
         out.append(f"Backward {unit} (training step): {back:,} ({format_count(back)} {unit})")
+    if s.receptive_field is not None:
+        per_sample = s.macs_per_sample * scale
+        out.append(f"{unit} per sample (one output step): {per_sample:,} ({format_count(per_sample)} {unit})")
+        seconds = (f" = {_fmt_seconds(s.receptive_field / s.sample_rate)} at {s.sample_rate:,} Hz"
+                   if s.sample_rate else "")
+        out.append(f"Receptive field: {s.receptive_field:,} samples{seconds}")
     out += ["-" * len(rule),
             f"Params size (MB): {s.param_bytes / 1e6:,.2f}",
             f"Forward activations (MB, batch {s.batch_size}; sum of layer outputs): "
@@ -250,3 +286,7 @@ def render_table(s: ModelSummary) -> str:
         out.append(f"Not counted (0 {unit} by convention): {ops}")
     out.append(rule)
     return "\n".join(out)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"

@@ -66,4 +66,4 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", metr
     save_figure(fig, path)
 
 
-METRIC_LABELS = {"acc": "accuracy", "mae": "mean absolute error"}
+METRIC_LABELS = {"acc": "accuracy", "mae": "mean absolute error", "loss": "loss"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 from cnnzoo.registry import get_model_info
 from cnnzoo.training.tasks.base import Task, TrainMetrics
 from cnnzoo.training.tasks.image import ImageClassification
+from cnnzoo.training.tasks.sequence import SequenceTask
 
 TASKS: dict[str, type[Task]] = {
     "image": ImageClassification,
+    "sequence": SequenceTask,
 }
 
 
@@ -15,4 +17,4 @@ def task_for_model(model_name: str) -> type[Task]:
     return TASKS[get_model_info(model_name).task]
 
 
-__all__ = ["Task", "TrainMetrics", "ImageClassification", "TASKS", "task_for_model"]
+__all__ = ["Task", "TrainMetrics", "ImageClassification", "SequenceTask", "TASKS", "task_for_model"]

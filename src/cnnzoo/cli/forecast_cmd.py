@@ -1,0 +1,48 @@
+"""Forecast a CSV series with a WaveNet trained on it (``cnnzoo train wavenet_small --data series.csv``).
+
+examples:
+  cnnzoo forecast runs/wavenet_small-sunspots/best.pt --data sunspots.csv --horizon 30 --out forecast.csv
+  cnnzoo forecast best.pt --horizon 12 --out next_year.csv          # continue the training CSV itself
+  cnnzoo forecast best.pt --data sales.csv --horizon 12 --temperature 1 --seed 2 --out path.csv
+
+The forecast follows the model's predicted mean step by step (a point forecast), each prediction fed
+back as the next input; --temperature above 0 draws one sample path instead. The CSV needs the
+columns the model was trained on (and its step column, which the forecast's steps continue: numbers by
+their last difference, dates by months or by their last interval). Writes the forecast as CSV and a PNG
+of history and forecast beside it.
+"""
+from __future__ import annotations
+
+import argparse
+
+from cnnzoo.training.sequences import forecast_series, sampling_description
+
+HELP = "forecast a CSV series with a WaveNet checkpoint (CSV with continuing steps + PNG)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a .pt file written by `cnnzoo train` for a WaveNet on a CSV series")
+    parser.add_argument("--data", metavar="CSV", help="the series to continue (default: the end of the training "
+                                                      "CSV, kept in the checkpoint)")
+    parser.add_argument("--horizon", type=int, required=True, help="steps to forecast")
+    parser.add_argument("--out", required=True, metavar="CSV", help="the CSV file to write (a PNG goes beside it)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0: the predicted means (default); above 0: one sample path at this temperature")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of a sample path")
+    parser.add_argument("--condition", type=int, help="the id to forecast for, for a conditioned model")
+    parser.add_argument("--no-plot", action="store_true", help="write the CSV only")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: one step is too small to share between threads)")
+
+
+def run(args: argparse.Namespace) -> int:
+    forecast = forecast_series(args.checkpoint, args.data, horizon=args.horizon, temperature=args.temperature,
+                               seed=args.seed, condition=args.condition, device=args.device,
+                               threads=args.threads)
+    written = forecast.save(args.out, plot=not args.no_plot)
+    print(sampling_description(forecast.temperature, "series"))
+    print(f"forecast of {', '.join(forecast.columns)}: {forecast.horizon} steps after {forecast.history.shape[1]} "
+          f"of {forecast.source} ({forecast.step_column or 'step'} {forecast.steps[0]} to {forecast.steps[-1]})")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
