@@ -125,3 +125,21 @@ def test_a_dead_peer_ends_the_job_instead_of_hanging_it(tmp_path):
     """)
     result = torchrun(job, timeout=90)  # a hang fails this test by raising TimeoutExpired
     assert result.returncode != 0
+
+
+def test_wavenet_trains_under_torchrun_as_in_one_process(tmp_path):
+    # The sequence task's loaders split windows across processes; WaveNet's last residual
+    # convolution feeds nothing, which DistributedDataParallel must be told.
+    csv = tmp_path / "series.csv"
+    csv.write_text("step,value\n" + "".join(f"{i},{((i % 24) - 12) / 12:.4f}\n" for i in range(20000)))
+    args = ["wavenet_small", "--data", str(csv), "--columns", "value", "--epochs", "2", "--batch-size", "4",
+            "--threads", "1", "--quiet"]
+    two = torchrun("-m", "cnnzoo", "train", *args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train_cli(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
+    b = json.loads((tmp_path / "two" / "history.json").read_text())["epochs"]
+    for mine, theirs in zip(b, a):
+        assert abs(mine["train_loss"] - theirs["train_loss"]) < 1e-4
+        assert abs(mine["val_loss"] - theirs["val_loss"]) < 1e-4

@@ -142,3 +142,13 @@ def test_evaluate_rejects_data_with_other_classes(run_dir, tmp_path, monkeypatch
             Image.new("RGB", (20, 20), (i * 90, 40, 200)).save(tmp_path / "pets" / name / f"{i}.png")
     assert main(["evaluate", str(run_dir / "best.pt"), "--data", str(tmp_path / "pets"), "--device", "cpu"]) == 2
     assert "not trained on" in capsys.readouterr().err
+
+
+def test_a_sequence_checkpoint_is_refused_with_what_to_use_instead():
+    from cnnzoo.errors import UserError
+
+    state = {"format": "cnnzoo-checkpoint", "version": 1, "task": "sequence", "model_name": "wavenet_small"}
+    with pytest.raises(UserError, match="sequence model.*cnnzoo forecast"):
+        evaluate(state)
+    with pytest.raises(UserError, match="sequence model.*cnnzoo generate"):
+        predict(state, ["x.png"])

@@ -145,6 +145,15 @@ def load_checkpoint(path: PathLike) -> dict[str, Any]:
     return check_version(checkpoint, path)
 
 
+def require_task(checkpoint: dict[str, Any], task: str, path: Any, instead: str) -> None:
+    """Refuse, with a message saying what to use instead, a checkpoint of another task (a WaveNet
+    checkpoint given to ``cnnzoo evaluate``, an image model to ``cnnzoo generate``)."""
+    found = checkpoint.get("task", "image")  # checkpoints from before tasks are image classifiers
+    if found != task:
+        raise UserError(f"{str(path)!r} is a checkpoint of a {found} model ({checkpoint.get('model_name')}); "
+                        f"this command takes {task} models. {instead}")
+
+
 def build_model_from_checkpoint(checkpoint: dict[str, Any]) -> nn.Module:
     """The model a checkpoint describes, with its weights loaded, in eval mode."""
     name, args = checkpoint["model_name"], dict(checkpoint["model_args"])

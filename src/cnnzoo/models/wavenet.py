@@ -104,11 +104,16 @@ PAPER = WaveNetConfig()
 class WaveNet(nn.Module):
     """WaveNet built from a :class:`WaveNetConfig` (the arguments are its fields; see its comments).
 
+    As in the paper's figure 4, every block has a residual 1x1 convolution, so the last block's feeds
+    nothing: ``has_unused_parameters`` tells DistributedDataParallel not to wait for its gradient.
+
     ``forward(x, condition=None)``: ``x`` is ``[N, T]`` int64 μ-law classes (``[N, 1, T]`` and one-hot
     floats ``[N, 256, T]`` are accepted too) or ``[N, C, T]`` floats; ``condition`` a LongTensor
     ``[N]`` of ids when ``num_conditions > 0``. Returns ``[N, out_channels, T]``, output ``t`` being
     the prediction of sample ``t + 1``.
     """
+
+    has_unused_parameters = True  # the last block's residual convolution (see above)
 
     def __init__(self, residual_channels: int = PAPER.residual_channels, gate_channels: int = PAPER.gate_channels,
                  skip_channels: int = PAPER.skip_channels, layers_per_stack: int = PAPER.layers_per_stack,

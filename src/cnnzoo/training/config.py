@@ -145,8 +145,8 @@ class TrainConfig:
                                    "task's, a few receptive fields)", valid="count", group="sequences")
     sample_rate: Optional[int] = option(None, "audio: resample every file to this rate in Hz (default: the "
                                         "model's)", valid="count", group="sequences")
-    columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (default: "
-                                    "every numeric column)", group="sequences")
+    columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (needed "
+                                    "when the file has several number columns)", group="sequences")
     # --- several processes (torchrun) ---
     sync_bn: bool = option(False, "under torchrun, synchronise batch-norm statistics across processes "
                            "in every step (SyncBatchNorm; NCCL/GPU only)", group="distributed")

@@ -109,7 +109,9 @@ class Processes:
         if not self.enabled:
             return metrics
         keys = sorted(metrics)
-        sums = torch.tensor([metrics[k] * count for k in keys] + [float(count)], dtype=torch.float64)
+        # a process with no samples (a short validation set split N ways) adds nothing, not 0 x NaN
+        sums = torch.tensor([metrics[k] * count if count else 0.0 for k in keys] + [float(count)],
+                            dtype=torch.float64)
         dist.all_reduce(sums)
         total = max(sums[-1].item(), 1.0)
         return {k: sums[i].item() / total for i, k in enumerate(keys)}
@@ -134,7 +136,8 @@ class Processes:
             else:
                 log(f"--sync-bn: the {dist.get_backend()} backend has no SyncBatchNorm in this PyTorch; "
                     "averaging the running statistics before each validation instead")
-        # GoogLeNet's auxiliary heads are used only through forward_train, which DDP does not see.
-        unused = bool(getattr(model, "aux_logits", False))
+        # GoogLeNet's auxiliary heads are used only through forward_train, which DDP does not see;
+        # WaveNet's last residual convolution feeds nothing.
+        unused = bool(getattr(model, "aux_logits", False) or getattr(model, "has_unused_parameters", False))
         return nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, require_task
 from cnnzoo.data import BatchLoader, ImageSet, load_dataset
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
@@ -163,6 +163,8 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
 
     ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    require_task(state, "image", checkpoint if not isinstance(checkpoint, dict) else state.get("model_name"),
+                 "A sequence model is scored by its validation loss in history.json; try cnnzoo forecast or generate.")
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     config, prep = state["config"], state["preprocessing"]

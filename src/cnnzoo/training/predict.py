@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, require_task
 from cnnzoo.data.decode import decode_image
 from cnnzoo.devices import pick_device
 
@@ -43,6 +43,8 @@ def predict(checkpoint: Union[str, os.PathLike, dict], images: Sequence[Union[st
             top_k: int = 5, device: str = "auto", batch_size: int = 64) -> list[Prediction]:
     """Top-``top_k`` classes for each image file, in the order given."""
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    require_task(state, "image", checkpoint if not isinstance(checkpoint, dict) else state.get("model_name"),
+                 "For a sequence model use cnnzoo generate (audio) or cnnzoo forecast (series).")
     prep, class_names = state["preprocessing"], list(state["class_names"])
     top_k = max(1, min(top_k, len(class_names)))
     dev = pick_device(device)
