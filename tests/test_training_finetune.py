@@ -81,3 +81,17 @@ def test_freeze_bn_keeps_the_statistics_of_the_weights(pretrained, tmp_path):
     after = load_checkpoint(tmp_path / "last.pt")["model_state"]
     stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(start[k], after[k]) for k in stats)
+
+
+def test_compare_pits_scratch_against_pretrained_weights(pretrained, tmp_path):
+    from cnnzoo.compare import LatencySettings, compare
+
+    specs = ["resnet18:width_mult=0.25", f"resnet18:width_mult=0.25,weights={pretrained}"]
+    with pytest.warns(UserWarning, match="classifier"):
+        result = compare(specs, out_dir=tmp_path, data=TARGET["data"], epochs=1, batch_size=16, device="cpu",
+                         threads=1, progress=False, log=lambda line: None,
+                         latency=LatencySettings(repeats=1, warmup=0, batch_repeats=1))
+    scratch, tuned = result.records
+    assert scratch["status"] == tuned["status"] == "done"
+    assert scratch["settings"]["weights"] is None and tuned["settings"]["weights"] == pretrained
+    assert tuned["settings"]["finetune"] == "full"

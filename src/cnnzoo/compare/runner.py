@@ -39,18 +39,21 @@ from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_co
 from cnnzoo.training.distributed import Processes
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
-SPEC_IMAGE_SIZE = "image_size"  # the one spec key that is not a model argument: the side it trains at
+SPEC_IMAGE_SIZE = "image_size"  # spec keys that are not model arguments: the side it trains at,
+SPEC_WEIGHTS = "weights"        # and the weights it starts from (resnet18:weights=torchvision)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     """One model of the comparison: ``name`` is its spec as written (``'resnet18:norm=group'``);
-    ``image_size`` its own input side when the spec gives one (else the comparison's)."""
+    ``image_size`` its own input side and ``weights`` what it starts from, when the spec gives them
+    (else the comparison's)."""
 
     name: str
     model: str
     model_args: dict
     image_size: Optional[int] = None
+    weights: Optional[str] = None
 
     @property
     def slug(self) -> str:
@@ -104,13 +107,16 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
         if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                        or image_size < 4):
             raise UserError(f"image_size in {spec!r} must be a whole number of pixels, at least 4")
+        weights = args.pop(SPEC_WEIGHTS, None)
+        if weights is not None and not isinstance(weights, str):
+            raise UserError(f"weights in {spec!r} must be 'torchvision' or a path, got {weights!r}")
         check_model_args(name, args)
         label = spec.strip()
         if label in seen:
             raise UserError(f"model {label!r} is listed twice; give each model once "
                             "(add an override such as ':seed' to a copy if you mean two variants)")
         seen.add(label)
-        entries.append(ModelEntry(label, name, args, image_size))
+        entries.append(ModelEntry(label, name, args, image_size, weights))
     if not entries:
         raise UserError("no models to compare")
     return entries
@@ -169,7 +175,8 @@ def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "co
         shared["time_budget_s"] = total_time_s / (len(entries) * repeats)
     shared["image_size"] = splits.image_size
     data_of = {e.name: splits_for(e.image_size or splits.image_size) for e in entries}
-    shared_of = {e.name: {**shared, "image_size": data_of[e.name].image_size} for e in entries}
+    shared_of = {e.name: {**shared, "image_size": data_of[e.name].image_size,
+                          **({"weights": e.weights} if e.weights else {})} for e in entries}
     resolved = {e.name: _resolved_settings(e, data_of[e.name], shared_of[e.name], repeats) for e in entries}
     runtime = (latency or LatencySettings()).runtime
     if runtime != "torch":  # measured elsewhere: an earlier result timed in PyTorch is not this one
