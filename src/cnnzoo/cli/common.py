@@ -5,6 +5,7 @@ import argparse
 import typing
 from typing import Any
 
+from cnnzoo.devices import DEVICES
 from cnnzoo.errors import UserError
 from cnnzoo.layers.factories import ACT_NAMES, NORM_NAMES
 from cnnzoo.registry import parse_value
@@ -52,6 +53,16 @@ def overrides_from_extra_args(extra: list[str]) -> dict[str, Any]:
         out[key.replace("-", "_")] = parse_value(value)
         i += 1
     return out
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser, output: str) -> None:
+    """What `generate` and `forecast` share: sampling seed, conditioning, the plot, device and threads."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
+    parser.add_argument("--condition", type=int, help="the id to generate for, for a conditioned model")
+    parser.add_argument("--no-plot", action="store_true", help=f"write the {output} only")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: one step is too small to share between threads)")
 
 
 def int_list(text: str) -> list[int]:

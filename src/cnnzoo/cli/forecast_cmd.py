@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnzoo.cli.common import add_generation_arguments
 from cnnzoo.training.sequences import forecast_series, sampling_description
 
 HELP = "forecast a CSV series with a WaveNet checkpoint (CSV with continuing steps + PNG)"
@@ -28,12 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="CSV", help="the CSV file to write (a PNG goes beside it)")
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="0: the predicted means (default); above 0: one sample path at this temperature")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of a sample path")
-    parser.add_argument("--condition", type=int, help="the id to forecast for, for a conditioned model")
-    parser.add_argument("--no-plot", action="store_true", help="write the CSV only")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: one step is too small to share between threads)")
+    add_generation_arguments(parser, "CSV")
 
 
 def run(args: argparse.Namespace) -> int:

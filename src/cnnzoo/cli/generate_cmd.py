@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from cnnzoo.cli.common import add_generation_arguments
 from cnnzoo.training.sequences import generate_audio, sampling_description
 
 HELP = "generate audio with a WaveNet checkpoint (WAV + waveform PNG; sampling, or --temperature 0 for argmax)"
@@ -28,12 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="1 samples the model's distribution (default), lower is more conservative, "
                              "0 is argmax (deterministic)")
     parser.add_argument("--seed-audio", metavar="FILE", help="continue this audio file (read at the model's rate)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    parser.add_argument("--condition", type=int, help="the id to generate for, for a conditioned model")
-    parser.add_argument("--no-plot", action="store_true", help="write the WAV only")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads (default 1: one step is too small to share between threads)")
+    add_generation_arguments(parser, "WAV")
 
 
 def run(args: argparse.Namespace) -> int:
