@@ -387,3 +387,20 @@ def test_compare_measures_latency_where_the_model_will_run(tmp_path):
     assert record["status"] == "done", record.get("reason")
     assert record["runtime"] == "onnxruntime int8" and record["latency_b1_ms"] > 0
     assert record["settings"]["latency_runtime"] == "int8"  # a PyTorch-timed result is not reused for it
+
+
+def test_export_by_name_starts_from_the_weights_given(tmp_path):
+    import onnx
+
+    from cnnzoo.cli import main
+
+    from cnnzoo import create_model
+
+    model = create_model("mobilenet_v1", width_mult=0.25, num_classes=3)
+    weights = tmp_path / "w.pt"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "mobilenet_v1", "--width-mult", "0.25", "--num-classes", "3", "--weights", str(weights),
+                 "--image-size", "32", "--out", str(out), "--repeat", "1", "--warmup", "0"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["cnnzoo.weights"] == f"weights {weights}"

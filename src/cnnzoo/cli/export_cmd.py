@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="CKPT_OR_NAME",
                         help="a checkpoint written by `cnnzoo train`, or a model name (random weights)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or pt2 (torch.export)")
+    parser.add_argument("--weights", help="with a model name: start from these weights ('torchvision', alias "
+                                          "'imagenet', or a file) instead of random ones")
     parser.add_argument("--out", help="the file to write (default: beside the checkpoint, or <model>.onnx here)")
     parser.add_argument("--opset", type=int, help="ONNX operator set, 18 or later (default: torch's)")
     parser.add_argument("--dynamic-batch", action="store_true",
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                               quantize=args.quantize, calibration=args.calibration_data,
                               calibration_images=args.calibration_images, threads=args.threads,
                               latency_batch=args.latency_batch, repeats=args.repeat, warmup=args.warmup,
-                              **model_overrides(args))
+                              **model_overrides(args), **({"weights": args.weights} if args.weights else {}))
     except ExportError as err:
         print(f"cnnzoo export: {err}", file=sys.stderr)
         return EXIT_FAILED

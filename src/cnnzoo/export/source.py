@@ -36,7 +36,13 @@ class ModelSource:
     def description(self) -> str:
         if self.checkpoint_path is not None:
             return f"{self.model_name} from {self.checkpoint_path}"
-        return f"{self.model_name} ({'trained' if self.checkpoint else 'random initialisation'})"
+        return f"{self.model_name} ({self.weights_label})"
+
+    @property
+    def weights_label(self) -> str:
+        if self.checkpoint is not None:
+            return "trained checkpoint"
+        return f"weights {self.model_args['weights']}" if self.model_args.get("weights") else "random initialisation"
 
     @property
     def weight_bytes(self) -> int:
@@ -53,7 +59,7 @@ class ModelSource:
             "cnnzoo.model_name": self.model_name,
             "cnnzoo.model_args": _json(self.model_args),
             "cnnzoo.input_size": _json(list(self.input_size)),
-            "cnnzoo.weights": "trained checkpoint" if self.checkpoint is not None else "random initialisation",
+            "cnnzoo.weights": self.weights_label,
         }
         if self.class_names is not None:
             meta["cnnzoo.class_names"] = _json(self.class_names)
