@@ -41,3 +41,12 @@ def test_extra_args_become_model_overrides():
 def test_extra_positional_is_an_error():
     with pytest.raises(UserError):
         overrides_from_extra_args(["stray"])
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error():
+    import subprocess
+    import sys
+
+    result = subprocess.run(f"'{sys.executable}' -m cnnzoo list | head -1", shell=True, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.startswith("model") and "Error" not in result.stderr, result.stderr
