@@ -67,8 +67,7 @@ def test_gradual_unfreezes_once_and_resumes_exactly(pretrained, tmp_path, monkey
         cut = train(out_dir=str(tmp_path / "cut"), **args)
     assert cut.stopped_reason == "interrupted" and len(cut.history) == 2
     monkeypatch.setattr(trainer_module, "_train_one_epoch", real_epoch)
-    with pytest.warns(UserWarning):
-        train(out_dir=str(tmp_path / "cut"), resume=True, **args)
+    train(out_dir=str(tmp_path / "cut"), resume=True, **args)  # last.pt holds the weights: none read again
     a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
     b = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -95,3 +94,15 @@ def test_compare_pits_scratch_against_pretrained_weights(pretrained, tmp_path):
     assert scratch["status"] == tuned["status"] == "done"
     assert scratch["settings"]["weights"] is None and tuned["settings"]["weights"] == pretrained
     assert tuned["settings"]["finetune"] == "full"
+
+
+def test_resuming_a_fine_tuning_run_does_not_need_the_starting_weights_again(pretrained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "start.pt"
+    shutil.copy(pretrained, copy)
+    with pytest.warns(UserWarning):
+        train(epochs=1, weights=str(copy), out_dir=str(tmp_path / "run"), **TARGET)
+    copy.unlink()  # gone (or, for --weights torchvision, offline): last.pt is all a resume needs
+    result = train(epochs=2, weights=str(copy), resume=True, out_dir=str(tmp_path / "run"), **TARGET)
+    assert len(result.history) == 2

@@ -347,8 +347,10 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
     torch.manual_seed(config.seed)  # model initialisation is a function of the seed
     # The arguments the weights imply (a checkpoint's width, torchvision's GoogLeNet layout) are kept
     # with the run, so the model can be rebuilt from its checkpoint alone.
-    model, model_args = create_model_with_args(config.model, weights=config.weights, progress=progress,
-                                               **task.model_args(config))
+    # Resuming, last.pt holds the weights and the saved arguments already include what the weights
+    # implied: no need to read (or download) the starting weights again.
+    model, model_args = create_model_with_args(config.model, weights=None if saved else config.weights,
+                                               progress=progress, **task.model_args(config))
     if saved is None:
         config = task.resolve(config, model, device.type)
     if config.freeze_bn:

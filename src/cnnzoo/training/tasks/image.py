@@ -92,7 +92,8 @@ class ImageClassification(Task):
         """The task on ``data`` if given (many models on one split), else on ``config.data``."""
         # Pretrained weights bring their preprocessing: their resolution unless --image-size says
         # otherwise, and always their mean and std (the statistics the weights learned under).
-        prep = weights_preprocessing(config.weights, config.model) if config.weights else None
+        # (Resuming, the run's own preprocessing comes back from last.pt: see check_resume.)
+        prep = weights_preprocessing(config.weights, config.model) if config.weights and not config.resume else None
         if data is None:
             image_size = config.image_size or (prep["image_size"] if prep else None)
             data = load_dataset(config.data, image_size=image_size, val_fraction=config.val_fraction,
@@ -171,3 +172,6 @@ class ImageClassification(Task):
         if saved["preprocessing"]["image_size"] != self.data.image_size:
             raise UserError(f"cannot resume: the run used {saved['preprocessing']['image_size']} px images, "
                             f"the data now gives {self.data.image_size} px")
+        # normalise exactly as the run did (its data's statistics, or its starting weights')
+        prep = saved["preprocessing"]
+        self.data = dataclasses.replace(self.data, mean=tuple(prep["mean"]), std=tuple(prep["std"]))
