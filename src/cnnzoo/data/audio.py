@@ -28,7 +28,7 @@ from scipy.signal import resample_poly
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
 from cnnzoo.data.sequences import SequenceSet, split_in_time
 from cnnzoo.data.splits import DataError
-from cnnzoo.files import atomic_open
+from cnnzoo.files import atomic_open, list_files
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MAX_LISTED = 20  # skipped files named in the warning
@@ -71,12 +71,7 @@ class AudioSet:
 
 def list_audio_files(root: Path) -> list[Path]:
     """Audio files under ``root`` (recursively, sorted; hidden files and other extensions ignored)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS)
-    return found
+    return list_files(root, AUDIO_EXTENSIONS)
 
 
 def read_audio(path: Union[str, os.PathLike], sample_rate: int) -> np.ndarray:

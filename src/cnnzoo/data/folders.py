@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import IMAGE_EXTENSIONS, decode_image
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, n_val_for
+from cnnzoo.files import list_files
 
 FOLDER_DEFAULT_SIZE = 64
 SPLIT_FOLDER_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -65,12 +66,7 @@ def find_split_folders(root: Path) -> dict[str, Path]:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted); other files are ignored."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames)
-                     if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS)
-    return found
+    return list_files(folder, IMAGE_EXTENSIONS)
 
 
 def scan_classes(folder: Path) -> dict[str, list[Path]]:
