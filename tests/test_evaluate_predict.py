@@ -15,13 +15,7 @@ from cnnzoo.training import build_model_from_checkpoint, evaluate, load_checkpoi
 DATA = "synthetic:classes=4,n=256,size=16"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread is as fast alone and far faster when other processes share the cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

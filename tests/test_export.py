@@ -46,13 +46,7 @@ ONE_PER_BLOCK_TYPE = ["vgg11", "vgg11_bn", "resnet18", "resnet50", "googlenet", 
 THE_OTHERS = [name for name in list_models(task="image") if name not in ONE_PER_BLOCK_TYPE]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread is as fast alone and far faster when other processes share the cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def small_model(name: str, seed: int = 0) -> nn.Module:
@@ -392,9 +386,8 @@ def test_compare_measures_latency_where_the_model_will_run(tmp_path):
 def test_export_by_name_starts_from_the_weights_given(tmp_path):
     import onnx
 
-    from cnnzoo.cli import main
-
     from cnnzoo import create_model
+    from cnnzoo.cli import main
 
     model = create_model("mobilenet_v1", width_mult=0.25, num_classes=3)
     weights = tmp_path / "w.pt"

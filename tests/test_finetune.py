@@ -33,13 +33,7 @@ from cnnzoo.training.optim import LRSchedule, build_optimizer, group_learning_ra
 from cnnzoo.training.tasks.image import evaluate_loader
 from cnnzoo.training.tasks.linear_probe import LinearProbe
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions on a shared 2-core machine: one thread is faster
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def small_model(name: str = "resnet18", **args) -> nn.Module:
