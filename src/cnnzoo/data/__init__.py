@@ -10,7 +10,7 @@
 from cnnzoo.data.augment import AUGMENT_PRESETS, HorizontalFlip, PadCrop, RandomResizedCrop
 from cnnzoo.data.loader import BatchLoader
 from cnnzoo.data.sources import RESIZE_MODES, default_cache_dir, load_dataset
-from cnnzoo.data.splits import DataError, DataSplits, ImageSet
+from cnnzoo.data.splits import DataError, DataSplits, ImageSet, class_index_map
 
 __all__ = ["load_dataset", "BatchLoader", "DataSplits", "ImageSet", "DataError", "AUGMENT_PRESETS",
-           "RESIZE_MODES", "default_cache_dir", "HorizontalFlip", "PadCrop", "RandomResizedCrop"]
+           "RESIZE_MODES", "default_cache_dir", "class_index_map", "HorizontalFlip", "PadCrop", "RandomResizedCrop"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -11,6 +11,18 @@ from cnnzoo.errors import UserError
 
 class DataError(UserError, ValueError):
     """A dataset that cannot be used as given (the message names the file or folder and what to do)."""
+
+
+def class_index_map(data_classes: Sequence[str], model_classes: Sequence[str], source: str = "the data") -> np.ndarray:
+    """Where each of the data's classes sits among a model's: label ``i`` of the data is the model's
+    class ``map[i]``. A model may know more classes than the data holds, not fewer; a class the model
+    was not trained on is a ``DataError`` naming it."""
+    model_classes = list(model_classes)
+    missing = [c for c in data_classes if c not in model_classes]
+    if missing:
+        raise DataError(f"{source} has classes the model was not trained on: {', '.join(missing[:10])}; "
+                        f"the model knows {', '.join(model_classes[:10])}")
+    return np.array([model_classes.index(c) for c in data_classes], dtype=np.int64)
 
 
 @dataclass

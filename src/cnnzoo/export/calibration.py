@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cnnzoo.data import BatchLoader, DataSplits, ImageSet, load_dataset
+from cnnzoo.data import BatchLoader, DataError, DataSplits, ImageSet, class_index_map, load_dataset
 from cnnzoo.errors import UserError
 from cnnzoo.export.source import ModelSource
 
@@ -71,7 +71,7 @@ def load_calibration(data: Union[str, os.PathLike, DataSplits], *, image_size: i
         evaluation, name = _sample(data.val, max_eval_images, rng), "validation images"
     else:
         evaluation, name = calibration, "calibration images (the data has no validation split)"
-    labels, note = _model_labels(evaluation, data.class_names, class_names)
+    labels, note = _model_labels(evaluation, data, class_names)
     return CalibrationData(str(data.source), tuple(mean or data.mean), tuple(std or data.std), calibration,
                            evaluation, name, labels, note)
 
@@ -83,16 +83,15 @@ def _sample(images: ImageSet, n: int, rng: np.random.Generator) -> ImageSet:
     return ImageSet(np.asarray(images.images[rows]), images.labels[rows])
 
 
-def _model_labels(images: ImageSet, data_classes: Sequence[str],
+def _model_labels(images: ImageSet, data: DataSplits,
                   model_classes: Optional[Sequence[str]]) -> tuple[Optional[torch.Tensor], str]:
-    """The data's labels as indices into the model's classes, when every class of the data is one of them."""
+    """The images' labels as indices into the model's classes, or why there are none."""
     if model_classes is None:
         return None, "the model has no class names (random weights): top-1 agreement only"
-    unknown = sorted(set(data_classes) - set(model_classes))
-    if unknown:
-        return None, (f"the data has classes the model was not trained on ({', '.join(unknown[:5])}): "
-                      "top-1 agreement only")
-    remap = np.array([list(model_classes).index(c) for c in data_classes])
+    try:
+        remap = class_index_map(data.class_names, model_classes, f"the data {data.source!r}")
+    except DataError as err:
+        return None, f"{err}: top-1 agreement only"
     return torch.from_numpy(remap[images.labels]), ""
 
 

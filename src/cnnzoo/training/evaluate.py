@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, require_task
-from cnnzoo.data import BatchLoader, ImageSet, load_dataset
+from cnnzoo.data import BatchLoader, ImageSet, class_index_map, load_dataset
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
@@ -76,17 +76,6 @@ class EvalResult:
         """``'test split of <data>: 10000 images (its test split, ...)'``: what every output starts with."""
         return f"{self.split} split of {self.data}: {self.num_images} images" + (
             f" ({self.split_reason})" if self.split_reason else "")
-
-
-def _remap_labels(data, class_names: list[str]) -> np.ndarray:
-    """Index map from the data's class order to the checkpoint's; the class sets must match."""
-    if list(data.class_names) == list(class_names):
-        return np.arange(len(class_names))
-    missing = sorted(set(data.class_names) - set(class_names))
-    if missing:
-        raise UserError(f"the data {data.source!r} has classes the model was not trained on: "
-                        f"{', '.join(missing[:10])}; the model knows {', '.join(class_names[:10])}")
-    return np.array([class_names.index(c) for c in data.class_names])
 
 
 def _select_split(data, split: str):
@@ -180,7 +169,7 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
         raise UserError(f"the model was trained on {prep['image_size']} px images, the data gives "
                         f"{data.image_size} px; load it with image_size={prep['image_size']}")
     class_names = list(state["class_names"])
-    remap = _remap_labels(data, class_names)
+    remap = class_index_map(data.class_names, class_names, f"the data {data.source!r}")
     image_set = _select_split(data, split)
 
     dev = pick_device(device)
