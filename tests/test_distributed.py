@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from cnnzoo.factory import create_model
 from cnnzoo.training import load_checkpoint
 
 DATA = "synthetic:classes=4,n=256,size=16"
@@ -143,3 +144,41 @@ def test_wavenet_trains_under_torchrun_as_in_one_process(tmp_path):
     for mine, theirs in zip(b, a):
         assert abs(mine["train_loss"] - theirs["train_loss"]) < 1e-4
         assert abs(mine["val_loss"] - theirs["val_loss"]) < 1e-4
+
+
+def test_googlenet_auxiliary_heads_train_under_torchrun_as_in_one_process(tmp_path):
+    # DistributedDataParallel sees only forward; GoogLeNet's auxiliary heads are reached through
+    # forward_train. Before TrainingForward, they kept their initial weights under torchrun.
+    args = ["googlenet", "--aux-logits", "--data", "synthetic:classes=4,n=256,size=32", "--width-mult", "0.25", "--norm",
+            "layer", "--augment", "none", "--threads", "1", "--batch-size", "32", "--epochs", "1", "--quiet",
+            "--drop-rate", "0"]
+    two = torchrun("-m", "cnnzoo", "train", *args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train_cli(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    one, two = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
+    torch.manual_seed(0)  # the trainer's initialisation (seed 0)
+    start = create_model("googlenet", aux_logits=True, width_mult=0.25, norm="layer", num_classes=4).state_dict()
+    # The heads' dropout (0.7, the paper's) draws other masks on two processes, so the two runs move
+    # the heads by as much but not the same way; untrained heads would not move at all.
+    for key in ("aux1.fc.weight", "aux2.fc.weight", "aux1.fc1.weight", "aux2.fc1.weight"):
+        learned = (one[key] - start[key]).norm().item()
+        assert learned > 1e-3, key
+        assert (two[key] - start[key]).norm().item() > 0.5 * learned, key
+
+
+def test_gradual_fine_tuning_under_torchrun_trains_as_in_one_process(tmp_path):
+    # The backbone is frozen for the first epoch, then unfrozen: DistributedDataParallel, built
+    # before either, must neither wait for the frozen gradients nor miss the unfrozen ones.
+    start = train_cli(*ARGS, "--epochs", "1", "--out", str(tmp_path / "start"))
+    assert start.returncode == 0, start.stderr[-3000:]
+    args = [*ARGS, "--epochs", "3", "--weights", str(tmp_path / "start" / "best.pt"), "--finetune", "gradual"]
+    two = torchrun("-m", "cnnzoo", "train", *args, "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train_cli(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = weights(tmp_path / "one" / "last.pt"), weights(tmp_path / "two" / "last.pt")
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    events = [r.get("event") for r in json.loads((tmp_path / "two" / "history.json").read_text())["epochs"]]
+    assert "unfroze the backbone at epoch 2" in events

@@ -126,8 +126,12 @@ class Processes:
                     dist.all_reduce(buffer)
                     buffer.div_(self.world_size)
 
-    def wrap(self, model: nn.Module, device: torch.device, sync_bn: bool, log) -> nn.Module:
-        """The model as DistributedDataParallel sees it (forward and backward go through this)."""
+    def wrap(self, model: nn.Module, device: torch.device, sync_bn: bool, log,
+             learning_set_changes: bool = False) -> nn.Module:
+        """The model as DistributedDataParallel sees it (forward and backward go through this).
+        ``learning_set_changes``: some parameters stop or start taking gradients during training
+        (gradual fine-tuning's frozen backbone), which DistributedDataParallel must be told, or it
+        waits at the first step for gradients that the frozen parameters never produce."""
         if not self.enabled:
             return model
         if sync_bn:
@@ -136,8 +140,23 @@ class Processes:
             else:
                 log(f"--sync-bn: the {dist.get_backend()} backend has no SyncBatchNorm in this PyTorch; "
                     "averaging the running statistics before each validation instead")
-        # GoogLeNet's auxiliary heads are used only through forward_train, which DDP does not see;
+        if getattr(model, "aux_logits", False) and hasattr(model, "forward_train"):
+            model = TrainingForward(model)
         # WaveNet's last residual convolution feeds nothing.
-        unused = bool(getattr(model, "aux_logits", False) or getattr(model, "has_unused_parameters", False))
+        unused = learning_set_changes or bool(getattr(model, "has_unused_parameters", False))
         return nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+
+class TrainingForward(nn.Module):
+    """A model whose training pass is ``forward_train`` (GoogLeNet with its auxiliary heads returns
+    ``(logits, aux_logits)`` there), seen through ``forward``: DistributedDataParallel runs and
+    synchronises only what ``forward`` reaches, so without this the auxiliary heads would go
+    untrained under torchrun while one process trains them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model.forward_train(x)

@@ -378,7 +378,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
             "is the one for the global batch (as one process would use)")
     run = _Run(
         config=config, task=task, model_args=model_args, model=model, device=device, out_dir=out_dir,
-        trained=processes.wrap(model, device, config.sync_bn, log), processes=processes,
+        trained=processes.wrap(model, device, config.sync_bn, log, learning_set_changes=config.finetune == "gradual"),
+        processes=processes,
         train_loader=train_loader, val_loader=val_loader,
         optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay,
                                   backbone_lr_scale=config.backbone_lr_scale),

@@ -46,15 +46,18 @@ class Accuracy(TrainMetrics):
 
 
 def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float):
-    """Cross-entropy (plus GoogLeNet's auxiliary losses when its aux heads are on) and the logits."""
+    """Cross-entropy (plus GoogLeNet's auxiliary losses when its aux heads are on) and the logits.
+    Under torchrun ``model`` is DistributedDataParallel's wrapper around ``TrainingForward``, whose
+    forward already returns ``(logits, aux_logits)``."""
     if getattr(model, "aux_logits", False) and hasattr(model, "forward_train"):
-        logits, aux = model.forward_train(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        for aux_logits in aux:
-            loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
-        return loss, logits
-    logits = model(x)
-    return F.cross_entropy(logits, y, label_smoothing=smoothing), logits
+        out = model.forward_train(x)
+    else:
+        out = model(x)
+    logits, aux = out if isinstance(out, tuple) else (out, ())
+    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+    for aux_logits in aux:
+        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
+    return loss, logits
 
 
 @torch.inference_mode()
