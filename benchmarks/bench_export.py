@@ -7,12 +7,17 @@ with every runtime on the same ``--threads``. The runtimes are timed round-robin
 times, keeping each one's best median, so that a burst of load from another process on a shared
 machine lands on all of them rather than on whichever happened to run then.
 
-With ``--checkpoint`` and ``--calibration-data`` it also exports that checkpoint to int8 as
-``cnnzoo export`` does and prints accuracy before and after on the data's validation split.
+int8's accuracy cost: with ``--checkpoint`` (one or more) and ``--calibration-data``, each
+checkpoint is exported to int8 as ``cnnzoo export`` does and scored before and after on the data's
+validation split; with ``--train-seeds N`` and ``--calibration-data``, the benchmark first trains N
+models itself (``--accuracy-model``, ``--width-mult``, ``--epochs``; seeds 0..N-1, so each has its
+own validation split). One 60-image split moves 1.7 points per changed prediction, and int8 changes
+a few low-margin predictions both ways, so the figure to read is the pooled one over every model.
 
     python benchmarks/bench_export.py
     python benchmarks/bench_export.py --threads 1 --batch-sizes 1,32 \\
         --checkpoint runs/mnv2/best.pt --calibration-data flowers/
+    python benchmarks/bench_export.py --models none --calibration-data flowers/ --train-seeds 5
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from cnnzoo import train
 from cnnzoo.export import RUNTIMES, cpu_info, export_model, prepare_runtime
 from cnnzoo.files import atomic_write_text
 
@@ -57,11 +63,42 @@ def print_latency_table(results: dict, batch_sizes) -> None:
               f"{max(by_runtime, key=lambda rt: eager[batch_sizes[0]] / by_runtime[rt]['ms'][batch_sizes[0]])}")
 
 
-def int8_accuracy(checkpoint: str, data: str, threads: int) -> dict:
+def int8_accuracy(checkpoint, data: str, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         report = export_model(checkpoint, "onnx", quantize="int8", calibration=data, dynamic_batch=True,
                               out=Path(tmp) / "model.int8.onnx", threads=threads, repeats=20)
     return report.to_dict()
+
+
+def train_checkpoints(model: str, width_mult: float, data: str, epochs: int, seeds: int, threads: int,
+                      folder: Path) -> list[Path]:
+    paths = []
+    for seed in range(seeds):
+        out = folder / f"{model}_seed{seed}"
+        result = train(model=model, model_args={"width_mult": width_mult}, data=data, epochs=epochs, seed=seed,
+                       out_dir=str(out), progress=False, threads=threads)
+        print(f"trained {model} x{width_mult} seed {seed}: best validation accuracy {result.best_val_acc:.4f}",
+              flush=True)
+        paths.append(out / "best.pt")
+    return paths
+
+
+def print_int8_accuracy(reports: list[dict]) -> None:
+    print(f"\n{'checkpoint':<40} {'images':>6} {'fp32':>7} {'int8':>7} {'points':>7} {'agree':>6} "
+          f"{'now wrong':>9} {'now right':>9} {'int8 file':>9}")
+    for r in reports:
+        acc = r["accuracy"]
+        name = "/".join(Path(r["source"].split(" from ")[-1]).parts[-2:])  # run folder/best.pt
+        print(f"{name[-40:]:<40} {acc['images']:>6} {acc['fp32']:>7.4f} {acc['int8']:>7.4f} "
+              f"{100 * (acc['int8'] - acc['fp32']):>+7.1f} {r['verification']['top1_agreement']:>6.1%} "
+              f"{acc['now_wrong']:>9} {acc['now_right']:>9} {r['file_bytes'] / r['fp32_file_bytes']:>9.1%}")
+    images = sum(r["accuracy"]["images"] for r in reports)
+    fp32 = sum(r["accuracy"]["fp32"] * r["accuracy"]["images"] for r in reports)
+    int8 = sum(r["accuracy"]["int8"] * r["accuracy"]["images"] for r in reports)
+    wrong = sum(r["accuracy"]["now_wrong"] for r in reports)
+    right = sum(r["accuracy"]["now_right"] for r in reports)
+    print(f"{'pooled':<40} {images:>6} {fp32 / images:>7.4f} {int8 / images:>7.4f} "
+          f"{100 * (int8 - fp32) / images:>+7.1f} {'':>6} {wrong:>9} {right:>9}")
 
 
 def main() -> None:
@@ -72,33 +109,42 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--checkpoint", help="a trained checkpoint for the int8 accuracy figure")
-    parser.add_argument("--calibration-data", help="its data (a folder): calibration and validation images")
+    parser.add_argument("--checkpoint", nargs="+", default=[], help="trained checkpoints for the int8 accuracy figure")
+    parser.add_argument("--calibration-data", help="their data (a folder): calibration and validation images")
+    parser.add_argument("--train-seeds", type=int, default=0,
+                        help="train this many models on --calibration-data first (seeds 0..N-1)")
+    parser.add_argument("--accuracy-model", default="mobilenet_v2")
+    parser.add_argument("--width-mult", type=float, default=0.5)
+    parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    models = [m for m in args.models.split(",") if m and m != "none"]
+    if (args.checkpoint or args.train_seeds) and not args.calibration_data:
+        parser.error("--checkpoint and --train-seeds need --calibration-data")
 
     print(f"CPU: {cpu_info()}")
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.image_size} px, random weights, "
-          f"best of {args.rounds} rounds of median-of-{args.repeats}\n")
-    results = {}
-    for model in args.models.split(","):
-        results[model] = time_runtimes(model, args.image_size, batch_sizes, args.threads, args.repeats, args.rounds)
-    print_latency_table(results, batch_sizes)
+    out = {"cpu": cpu_info().to_dict(), "threads": args.threads}
+    if models:
+        print(f"torch {torch.__version__}, {args.threads} threads, {args.image_size} px, random weights, "
+              f"best of {args.rounds} rounds of median-of-{args.repeats}\n")
+        results = {}
+        for model in models:
+            results[model] = time_runtimes(model, args.image_size, batch_sizes, args.threads, args.repeats,
+                                           args.rounds)
+        print_latency_table(results, batch_sizes)
+        out["latency"] = results
 
-    out = {"cpu": cpu_info().to_dict(), "threads": args.threads, "latency": results}
-    if args.checkpoint:
-        report = int8_accuracy(args.checkpoint, args.calibration_data, args.threads)
-        acc = report["accuracy"]
-        print(f"\n{report['source']}, int8 calibrated on {report['calibration']}")
-        print(f"  accuracy fp32 {acc['fp32']:.4f} -> int8 {acc['int8']:.4f} "
-              f"({100 * (acc['int8'] - acc['fp32']):+.1f} points) on {acc['images']} {acc['data']}; "
-              f"top-1 agreement {report['verification']['top1_agreement']:.1%}")
-        print(f"  files: fp32 ONNX {report['fp32_file_bytes'] / 1e6:.2f} MB, int8 {report['file_bytes'] / 1e6:.2f} MB "
-              f"({report['file_bytes'] / report['fp32_file_bytes']:.0%})")
-        for row in report["latency"]:
-            print(f"  {row['runtime']:<42} batch {row['batch_size']:>3}: {1e3 * row['median_s']:8.2f} ms")
-        out["int8_accuracy"] = report
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-bench-") as tmp:
+        checkpoints = list(args.checkpoint)
+        if args.train_seeds:
+            checkpoints += train_checkpoints(args.accuracy_model, args.width_mult, args.calibration_data, args.epochs,
+                                             args.train_seeds, args.threads, Path(tmp))
+        reports = [int8_accuracy(c, args.calibration_data, args.threads) for c in checkpoints]
+    if reports:
+        print(f"int8 calibrated on {reports[0]['calibration']}")
+        print_int8_accuracy(reports)
+        out["int8_accuracy"] = reports
     if args.json:
         atomic_write_text(args.json, json.dumps(out, indent=2, default=str))
 

@@ -207,6 +207,30 @@ def test_int8_agrees_with_fp32_on_a_trained_model_and_is_smaller(runs, name, tmp
     assert report["accuracy"]["fp32"] == pytest.approx((fp32_top1 == y).float().mean().item())
     assert report["file_bytes"] == out.stat().st_size
     assert out.stat().st_size < 0.5 * report["fp32_file_bytes"]
+    acc = report["accuracy"]
+    flips = ((fp32_top1 == y) != (int8_top1 == y)).sum().item()
+    assert acc["now_right"] + acc["now_wrong"] == flips
+    assert acc["int8"] - acc["fp32"] == pytest.approx((acc["now_right"] - acc["now_wrong"]) / acc["images"])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_int8_runs_as_integer_kernels_with_biases_kept_in_float(runs, name, tmp_path):
+    """Biases are written in float32 (a third of the bytes of a quantised bias with its scale and
+    zero point); onnxruntime must still fuse every convolution and the classifier into its integer
+    kernels (QLinearConv, QGemm), quantising the bias itself, or the int8 file would run in float."""
+    out = tmp_path / "model.int8.onnx"
+    assert export_cli(runs[name], "--quantize", "int8", "--calibration-data", DATA, "--out", out) == 0
+    quantized = onnx.load(str(out))
+    assert not [t.name for t in quantized.graph.initializer if t.data_type == onnx.TensorProto.INT32]
+    convs = sum(node.op_type == "Conv" for node in quantized.graph.node)
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(out.read_bytes(), options, providers=["CPUExecutionProvider"])
+    fused = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    assert fused.count("QLinearConv") == convs > 0
+    assert "Conv" not in fused and fused.count("QGemm") == 1
 
 
 def test_onnx_export_of_a_checkpoint_carries_its_classes_and_preprocessing(runs, capsys):

@@ -96,10 +96,10 @@ def format_report(report) -> str:
         acc = report.accuracy
         change = 100 * (acc["int8"] - acc["fp32"]) + 0.0  # + 0.0: no "-0.0"
         lines.append(f"  accuracy   fp32 {acc['fp32']:.4f}, int8 {acc['int8']:.4f} ({change:+.1f} points) "
-                     f"on {acc['images']} {acc['data']}")
+                     f"on {acc['images']} {acc['data']}: {_changed(acc)}")
     size = f"  size       {_mb(report.file_bytes)}"
     if report.fp32_file_bytes:
-        size += f" = {report.file_bytes / report.fp32_file_bytes:.0%} of the fp32 ONNX ({_mb(report.fp32_file_bytes)})"
+        size += f" = {report.file_bytes / report.fp32_file_bytes:.1%} of the fp32 ONNX ({_mb(report.fp32_file_bytes)})"
     size += f"; fp32 weights {_mb(report.weight_bytes)}"
     if report.checkpoint_bytes:
         size += f"; checkpoint file {_mb(report.checkpoint_bytes)}"
@@ -110,6 +110,15 @@ def format_report(report) -> str:
     lines.extend("             " + row for row in _latency_table(report.latency))
     lines.extend(f"  note       {note}" for note in report.notes)
     return "\n".join(lines)
+
+
+def _changed(acc: dict) -> str:
+    """Which way the predictions that int8 changed went: a drop of one image in a few flips each
+    way is noise, a drop made of flips one way only is a cost."""
+    right, wrong = acc["now_right"], acc["now_wrong"]
+    if right + wrong == 0:
+        return "no image changed between right and wrong"
+    return f"{wrong} image{'s' if wrong != 1 else ''} became wrong, {right} became right"
 
 
 def _cpu(cpu: dict) -> str:

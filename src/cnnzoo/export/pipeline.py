@@ -25,7 +25,13 @@ from cnnzoo.export.pt2 import export_pt2, load_pt2, pt2_bytes
 from cnnzoo.export.quantize import quantize_int8
 from cnnzoo.export.runtimes import ExportedProgramModule, OnnxRuntimeModule, PreparedRuntime, default_threads
 from cnnzoo.export.source import ModelSource, load_source
-from cnnzoo.export.verify import MIN_AGREEMENT, Verification, VerificationError, accuracy, verify_exported
+from cnnzoo.export.verify import (
+    MIN_AGREEMENT,
+    Verification,
+    VerificationError,
+    accuracy_before_after,
+    verify_exported,
+)
 from cnnzoo.files import atomic_write_bytes
 
 FORMATS = ("onnx", "pt2")
@@ -49,7 +55,7 @@ class ExportReport:
     checkpoint_bytes: Optional[int]  # the checkpoint file (optimizer state and history included)
     fp32_file_bytes: Optional[int]  # int8: the fp32 ONNX file it was quantised from
     verification: Verification
-    accuracy: Optional[dict]        # int8 with labelled data: {"images", "data", "fp32", "int8"}
+    accuracy: Optional[dict]        # int8 with labelled data: verify.accuracy_before_after's, and "data"
     calibration: Optional[str]
     threads: int
     cpu: dict
@@ -128,9 +134,8 @@ def export_model(model: Union[str, os.PathLike, dict, nn.Module], fmt: str = "on
         fp32_file_bytes=len(result.fp32_payload) if result.fp32_payload else None, verification=verification,
         accuracy=None, calibration=data.describe() if data else None, threads=threads, cpu=cpu_info().to_dict())
     if data is not None and data.labels is not None:
-        report.accuracy = {"data": f"{data.evaluation_name} of {data.source}", "images": outputs.num_inputs,
-                           "fp32": accuracy(outputs.reference_top1, data.labels),
-                           "int8": accuracy(outputs.exported_top1, data.labels)}
+        report.accuracy = {"data": f"{data.evaluation_name} of {data.source}",
+                           **accuracy_before_after(outputs, data.labels)}
     elif data is not None:
         report.notes.append(f"accuracy not reported: {data.labels_note}")
 

@@ -20,7 +20,13 @@ from cnnzoo.export.fold import fold_bn
 from cnnzoo.export.onnx_export import export_onnx
 from cnnzoo.export.quantize import quantize_int8
 from cnnzoo.export.source import load_source
-from cnnzoo.export.verify import MIN_AGREEMENT, Verification, accuracy, random_batches, verify_exported
+from cnnzoo.export.verify import (
+    MIN_AGREEMENT,
+    Verification,
+    accuracy_before_after,
+    random_batches,
+    verify_exported,
+)
 from cnnzoo.profiling import LatencyResult, measure_latency
 
 RUNTIMES = ("torch", "torch-folded", "onnxruntime", "int8")
@@ -76,7 +82,7 @@ class PreparedRuntime:
     channels_last: bool = False
     verification: Optional[Verification] = None
     file_bytes: Optional[int] = None      # the serialised model's size (onnxruntime runtimes)
-    accuracy: Optional[dict] = None       # int8 on labelled data: {"images", "fp32", "int8"} (fractions)
+    accuracy: Optional[dict] = None       # int8 on labelled data: verify.accuracy_before_after's
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -139,8 +145,7 @@ def prepare_runtime(model: Union[str, os.PathLike, dict, nn.Module], runtime: st
                                                 min_agreement=min_agreement)
         prepared.verification = verification.raise_if_failed()
         if data is not None and data.labels is not None:
-            prepared.accuracy = {"images": outputs.num_inputs, "fp32": accuracy(outputs.reference_top1, data.labels),
-                                 "int8": accuracy(outputs.exported_top1, data.labels)}
+            prepared.accuracy = accuracy_before_after(outputs, data.labels)
     if runtime == "int8" and data is None:
         prepared.notes.append("calibrated on random inputs (random weights): its speed is real, its accuracy is not")
     return prepared

@@ -138,6 +138,17 @@ def accuracy(top1: torch.Tensor, labels: torch.Tensor) -> float:
     return float((top1 == labels).float().mean()) if len(labels) else math.nan
 
 
+def accuracy_before_after(outputs: Outputs, labels: torch.Tensor) -> dict:
+    """fp32 and int8 accuracy on labelled images, with the predictions that changed between them:
+    ``now_right`` (int8 right where fp32 was wrong) and ``now_wrong`` (the reverse). Quantisation
+    noise flips low-margin images both ways; on 60 images each flip is 1.7 points, so the two counts
+    say whether a drop is a trend or a coin toss."""
+    fp32_right, int8_right = outputs.reference_top1 == labels, outputs.exported_top1 == labels
+    return {"images": outputs.num_inputs, "fp32": accuracy(outputs.reference_top1, labels),
+            "int8": accuracy(outputs.exported_top1, labels),
+            "now_right": int((int8_right & ~fp32_right).sum()), "now_wrong": int((fp32_right & ~int8_right).sum())}
+
+
 def random_batches(input_size, count: int, batch_sizes=(1, 3), seed: int = 0) -> list[torch.Tensor]:
     """``count`` normal random inputs (what normalised images look like to a network), in batches
     cycling through ``batch_sizes``."""
