@@ -180,6 +180,13 @@ def test_bad_model_spec_is_a_user_error_before_any_training(tmp_path, capsys):
     assert not (tmp_path / "results.json").exists()
 
 
+def test_a_sequence_model_is_refused_with_where_to_go_instead(tmp_path, capsys):
+    code = main(["compare", "resnet18", "wavenet_small", "--data", DATA, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "'wavenet_small' is a sequence model" in err and "cnnzoo train wavenet_small" in err
+    assert not (tmp_path / "results.json").exists()
+
+
 def test_bad_training_option_is_refused_before_loading_data(tmp_path, capsys):
     code = main(["compare", "resnet18", "--lr", "-1", "--data", "/no/such/folder", "--out", str(tmp_path)])
     err = capsys.readouterr().err

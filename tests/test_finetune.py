@@ -283,6 +283,8 @@ def test_features_command(tmp_path, folder, capsys):
     assert not list(tmp_path.glob(".*tmp*"))
     assert main(["features", "nosuch.pt", "--out", str(out)]) == 2
     assert "neither a model name" in capsys.readouterr().err
+    assert main(["features", "wavenet_small", "--data", str(folder), "--out", str(out)]) == 2
+    assert "'wavenet_small' is a sequence model; features are an image classifier's" in capsys.readouterr().err
 
 
 def test_linear_probe_runs_without_augmentation():

@@ -103,6 +103,16 @@ def get_model_info(name: str) -> ModelInfo:
                          "Run `cnnzoo list` to see every model.") from None
 
 
+def require_task(name: str, task: str, instead: str) -> ModelInfo:
+    """``name``'s info, or a ``ModelError`` when it is a model of another task than ``task`` (WaveNet
+    given to a command for image classifiers): ``instead`` says what the command does and where to
+    go for this model."""
+    info = get_model_info(name)
+    if info.task != task:
+        raise ModelError(f"{name!r} is a {info.task} model; {instead}")
+    return info
+
+
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
     return f" Did you mean {', '.join(map(repr, close))}?" if close else ""

@@ -33,7 +33,7 @@ from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_res
 from cnnzoo.data import load_dataset
 from cnnzoo.errors import UserError
 from cnnzoo.profiling import measure_latency, summary
-from cnnzoo.registry import check_model_args, get_model_info, parse_model_spec
+from cnnzoo.registry import check_model_args, parse_model_spec, require_task
 from cnnzoo.training import TrainConfig
 from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
 from cnnzoo.training.distributed import Processes
@@ -102,7 +102,11 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
     entries, seen = [], set()
     for spec in specs:
         name, args = parse_model_spec(spec)
-        get_model_info(name)  # unknown model: UserError with suggestions
+        # Unknown names raise with suggestions. The comparison ranks by accuracy, MACs per image and
+        # latency at an image size, and draws confusion matrices: measures of image classifiers.
+        require_task(name, "image", f"compare ranks image classifiers. Train it with `cnnzoo train {name} "
+                     f"--data ...`, or see how its layout changes its receptive field and cost with "
+                     f"`cnnzoo sweep {name} --layers-per-stack 4,8,10`")
         image_size = args.pop(SPEC_IMAGE_SIZE, None)
         if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
                                        or image_size < 4):

@@ -16,7 +16,7 @@ from torch import nn
 from cnnzoo.checkpoint import build_model_from_checkpoint, is_checkpoint, load_checkpoint
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
-from cnnzoo.registry import get_model_info, list_models
+from cnnzoo.registry import get_model_info, list_models, require_task
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
@@ -93,7 +93,7 @@ def load_source(model: Union[str, os.PathLike, dict, nn.Module], *, image_size: 
     if path.is_file() or (text not in list_models() and _looks_like_a_path(text)):
         return _from_checkpoint(load_checkpoint(path), path, image_size, input_size, overrides)
     info = get_model_info(text)  # an unknown name raises, with suggestions
-    _require_image_model(info)
+    _require_image_model(text)
     net = create_model(text, **overrides).eval()
     args = {k: v for k, v in overrides.items() if v is not None}
     channels = args.get("in_chans", info.input_size[0])
@@ -105,10 +105,8 @@ def _looks_like_a_path(text: str) -> bool:
     return os.sep in text or "/" in text or text.endswith(CHECKPOINT_SUFFIXES)
 
 
-def _require_image_model(info) -> None:
-    if info.task != "image":
-        raise UserError(f"{info.name!r} is a {info.task} model; export handles image models "
-                        f"({', '.join(list_models(task='image')[:4])}, ...)")
+def _require_image_model(name: str) -> None:
+    require_task(name, "image", f"export handles image models ({', '.join(list_models(task='image')[:4])}, ...)")
 
 
 def _from_checkpoint(ckpt: dict, path: Optional[Path], image_size, input_size, overrides) -> ModelSource:
@@ -117,7 +115,7 @@ def _from_checkpoint(ckpt: dict, path: Optional[Path], image_size, input_size, o
     if overrides:
         raise UserError(f"a checkpoint carries its model arguments; {', '.join(sorted(overrides))} "
                         "cannot be changed when exporting it")
-    _require_image_model(get_model_info(ckpt["model_name"]))
+    _require_image_model(ckpt["model_name"])
     net = build_model_from_checkpoint(ckpt)
     args = dict(ckpt["model_args"])
     prep = dict(ckpt.get("preprocessing") or {})

@@ -26,9 +26,11 @@ from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.files import atomic_open
 from cnnzoo.pretrained import weights_preprocessing
-from cnnzoo.registry import list_models
+from cnnzoo.registry import list_models, require_task
 
 SPLITS = ("train", "val", "test")
+FEATURES_ARE_IMAGE_FEATURES = ("features are an image classifier's pooled features before its head; a "
+                               "sequence model's training and outputs go through cnnzoo train, generate and forecast")
 
 
 @torch.no_grad()
@@ -150,6 +152,7 @@ def _model_and_preprocessing(model, weights, model_args) -> tuple[nn.Module, str
     checkpoint the data settings it was trained with."""
     text = os.fspath(model)
     if text in list_models():
+        require_task(text, "image", FEATURES_ARE_IMAGE_FEATURES)
         net = create_model(text, weights=weights, **model_args)
         return net, text, weights_preprocessing(weights, text), {}
     if not Path(text).is_file():
@@ -158,6 +161,7 @@ def _model_and_preprocessing(model, weights, model_args) -> tuple[nn.Module, str
         raise UserError(f"{text!r} is a checkpoint: it carries its own weights and model arguments; "
                         "--weights and model arguments only go with a model name")
     state = load_checkpoint(text)
+    require_task(state["model_name"], "image", FEATURES_ARE_IMAGE_FEATURES)
     config = state.get("config") or {}
     defaults = {k: config[k] for k in ("data", "seed", "val_fraction") if k in config}
     return build_model_from_checkpoint(state), state["model_name"], state.get("preprocessing"), defaults
