@@ -405,6 +405,11 @@ def test_compare_measures_latency_where_the_model_will_run(tmp_path):
     assert record["status"] == "done", record.get("reason")
     assert record["runtime"] == "onnxruntime int8" and record["latency_b1_ms"] > 0
     assert record["settings"]["latency_runtime"] == "int8"  # a PyTorch-timed result is not reused for it
+    acc = record["runtime_accuracy"]  # the measured model (best weights) in fp32 and int8 on validation
+    assert acc["images"] == record["val_images"] and acc["fp32"] == pytest.approx(record["best_val_acc"])
+    assert acc["int8"] - acc["fp32"] == pytest.approx((acc["now_right"] - acc["now_wrong"]) / acc["images"])
+    report = (tmp_path / "report.md").read_text()
+    assert "int8 acc % (change)" in report and "Latency under onnxruntime int8" in report
 
 
 def test_export_by_name_starts_from_the_weights_given(tmp_path):

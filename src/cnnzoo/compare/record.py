@@ -123,6 +123,9 @@ class ModelRecord:
     inference_images_per_s: Optional[float] = None
     device: Optional[str] = None
     runtime: str = "torch"                      # where the latencies were measured (compare --runtime)
+    # int8: the measured (first seed's) model scored on the validation split in fp32 and in int8, with
+    # the predictions that changed (cnnzoo.export's accuracy_before_after)
+    runtime_accuracy: Optional[dict] = None
     # training (accuracies: means over seeds; the rest: the first seed's, time: mean per run)
     epochs_run: Optional[int] = None
     train_time_s: Optional[float] = None

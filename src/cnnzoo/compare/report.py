@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from cnnzoo.compare.analysis import (
     OVERFIT_GAP_POINTS,
@@ -44,11 +44,29 @@ UNITS_NOTE = (
     "best epoch is chosen on these same images, which flatters the best accuracy a little; the test "
     "split, when the data has one, does not."
 )
+RUNTIME_NOTE = (  # added to UNITS_NOTE when the latencies were measured under `compare --runtime`
+    " Latency under {runtime}: the trained model (the first seed's) exported, verified against PyTorch and "
+    "timed on the CPU. int8 acc: that same model in int8 on the validation split, with its change from "
+    "the model in fp32 in points."
+)
+
+
+def units_note(records: list[ModelRecord]) -> str:
+    runtimes = sorted({r.runtime for r in records if r.done and r.runtime != "torch"})
+    return UNITS_NOTE + (RUNTIME_NOTE.format(runtime=", ".join(runtimes)) if runtimes else "")
 MAX_MATRIX_CLASSES = 20  # larger confusion matrices are unreadable as tables: see each run's evaluation
 
 
 def _num(fmt: str) -> Callable:
     return lambda v: MISSING if v is None else format(v, fmt)
+
+
+def _int8_accuracy(r: ModelRecord) -> Optional[str]:
+    """The measured model's accuracy in int8, and how far it moved from the same model in fp32."""
+    acc = r.runtime_accuracy
+    if not acc:
+        return None
+    return f"{format_percent(acc['int8'])} ({100 * (acc['int8'] - acc['fp32']) + 0.0:+.1f})"
 
 
 def _interval(r: ModelRecord) -> str:
@@ -79,6 +97,7 @@ COLUMNS: tuple[tuple[str, Any, Callable, Any], ...] = (
     ("final acc %", "final_val_acc", format_percent, ALWAYS),
     ("best epoch", "best_epoch", _num("d"), ALWAYS),
     ("test acc %", "test_acc", format_percent, lambda rs: any(r.test_acc is not None for r in rs)),
+    ("int8 acc % (change)", _int8_accuracy, str, lambda rs: any(r.runtime_accuracy for r in rs)),
 )
 
 
@@ -277,7 +296,7 @@ def markdown_report(records: Records, meta: dict, plots: dict[str, bytes]) -> st
     parts += [" ".join(meta.get("notes", [])), ""] if meta.get("notes") else []
     parts += ["## Verdict", ""] + [f"- {line}" for line in verdict(records)]
     parts += [""] + [f"_{rule}_\n" for rule in (TRADE_OFF_RULE, TIE_RULE, RECOMMEND_RULE)]
-    parts += ["## Results", "", markdown_table(records), "", f"_{UNITS_NOTE}_", ""]
+    parts += ["## Results", "", markdown_table(records), "", f"_{units_note(records)}_", ""]
     parts += _pareto_lines(records)
     titles = dict(PLOTS)
     for heading, blocks in sections(records, meta, plots):
@@ -398,7 +417,7 @@ def html_report(records: Records, meta: dict, plots: dict[str, bytes]) -> str:
                         for c, cls in zip(row, text_columns))
         out.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')
     out += ["</table>", "</div>",
-            f'<p class="note">{esc(UNITS_NOTE)} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
+            f'<p class="note">{esc(units_note(records))} Bold names: on the accuracy-vs-MACs Pareto front.</p>']
     pareto = _pareto_lines(records)
     if pareto:
         out += ["<ul>"] + [f"<li>{esc(p[2:])}</li>" for p in pareto if p] + ["</ul>"]

@@ -422,12 +422,13 @@ def _runtime_latency(model, splits, input_size, batch: int, threads, latency: La
     from cnnzoo.export import prepare_runtime
 
     prepared = prepare_runtime(copy.deepcopy(model).cpu().eval(), latency.runtime, input_size=input_size,
-                               threads=threads, calibration=splits)
+                               threads=threads, calibration=splits, class_names=splits.class_names)
     at_one = prepared.latency(1, repeats=latency.repeats, warmup=latency.warmup)
     at_batch = prepared.latency(batch, repeats=latency.batch_repeats, warmup=1)
     return {"latency_b1_ms": 1000 * float(at_one.per_image_s),
             "latency_batch_ms_per_image": 1000 * float(at_batch.per_image_s), "latency_batch_size": batch,
-            "inference_images_per_s": float(at_batch.images_per_s), "device": "cpu", "runtime": prepared.label}
+            "inference_images_per_s": float(at_batch.images_per_s), "device": "cpu", "runtime": prepared.label,
+            "runtime_accuracy": prepared.accuracy}
 
 
 def fp32_megabytes(model) -> float:

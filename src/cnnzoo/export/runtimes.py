@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -111,18 +111,20 @@ def prepare_runtime(model: Union[str, os.PathLike, dict, nn.Module], runtime: st
                     input_size: Optional[tuple] = None, image_size: Optional[int] = None,
                     threads: Optional[int] = None, calibration: Union[None, str, os.PathLike, DataSplits] = None,
                     calibration_images: int = CALIBRATION_IMAGES, verify: bool = True,
-                    min_agreement: float = MIN_AGREEMENT, **overrides: Any) -> PreparedRuntime:
+                    min_agreement: float = MIN_AGREEMENT, class_names: Optional[Sequence[str]] = None,
+                    **overrides: Any) -> PreparedRuntime:
     """``model`` (a registered name, a checkpoint path or dict, or an ``nn.Module`` with ``input_size``)
     ready to run under ``runtime`` (one of :data:`RUNTIMES`), exported with a dynamic batch and
     verified against eager PyTorch (``verify``): a failed verification raises ``VerificationError``.
 
     ``int8`` calibrates on ``calibration`` (a data source or loaded splits): by default a checkpoint's
     own training data, and random inputs for random weights (then only the speed means something).
+    ``class_names`` (an ``nn.Module``'s classes) lets int8 be scored on labelled calibration data.
     """
     if runtime not in RUNTIMES:
         raise UserError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     threads = default_threads(threads)
-    source = load_source(model, image_size=image_size, input_size=input_size, **overrides)
+    source = load_source(model, image_size=image_size, input_size=input_size, class_names=class_names, **overrides)
     if runtime == "torch":
         return PreparedRuntime(runtime, source.model, source.input_size, threads)
     folded = fold_bn(source.model)

@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from torch import nn
 
@@ -73,9 +73,11 @@ def _json(value: Any) -> str:
 
 
 def load_source(model: Union[str, os.PathLike, dict, nn.Module], *, image_size: Optional[int] = None,
-                input_size: Optional[tuple] = None, **overrides: Any) -> ModelSource:
+                input_size: Optional[tuple] = None, class_names: Optional[Sequence[str]] = None,
+                **overrides: Any) -> ModelSource:
     """A checkpoint path, a loaded checkpoint dict, a registered model name (built with ``overrides``,
-    random weights) or an ``nn.Module`` (then ``input_size`` is required).
+    random weights) or an ``nn.Module`` (then ``input_size`` is required, and ``class_names``, its
+    outputs' classes in order, let int8 be scored on labelled data).
 
     ``image_size`` replaces the checkpoint's (or the model's design) height and width; ``input_size``
     (C, H, W) replaces all three.
@@ -85,7 +87,8 @@ def load_source(model: Union[str, os.PathLike, dict, nn.Module], *, image_size: 
     if isinstance(model, nn.Module):
         if input_size is None:
             raise UserError("give input_size=(C, H, W) to export an nn.Module (a name or checkpoint carries its own)")
-        return ModelSource(model.eval().cpu(), type(model).__name__, {}, tuple(input_size))  # eval: as exported
+        return ModelSource(model.eval().cpu(), type(model).__name__, {}, tuple(input_size),  # eval: as exported
+                           class_names=list(class_names) if class_names is not None else None)
     if isinstance(model, dict):
         return _from_checkpoint(model, None, image_size, input_size, overrides)
     text = os.fspath(model)
