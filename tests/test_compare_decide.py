@@ -16,7 +16,7 @@ import cnnzoo.compare.runner
 import cnnzoo.training
 from cnnzoo.cli import main
 from cnnzoo.compare import LatencySettings, ModelRecord, compare, recommended, tied_with_best, verdict
-from cnnzoo.compare.analysis import lead_lower_bound
+from cnnzoo.compare.analysis import int8_cost_sentence, lead_lower_bound
 from cnnzoo.compare.record import SeedRun, interval_over_images_and_seeds
 from cnnzoo.errors import UserError
 from cnnzoo.training.evaluate import accuracy_interval
@@ -97,6 +97,21 @@ def test_overfitting_is_flagged_above_the_stated_gap():
     lines = [line for line in verdict(records) if line.startswith("Over-fitting")]
     assert lines == ["Over-fitting: memoriser - training accuracy 99.0 % against 70.0 % on validation at the "
                      "last epoch (29.0 points apart)."]
+
+
+def test_int8_is_flagged_when_it_costs_a_point_or_agrees_too_little():
+    def record(fp32, int8, wrong, right, agreement):
+        return ModelRecord(name="m", best_val_acc=fp32, latency_b1_ms=1.0, runtime="onnxruntime int8",
+                           runtime_accuracy={"images": 60, "fp32": fp32, "int8": int8, "now_wrong": wrong,
+                                             "now_right": right, "agreement": agreement})
+    assert int8_cost_sentence(record(0.5, 0.5, 1, 1, 0.95)) is None
+    assert int8_cost_sentence(record(0.5, 0.5 - 1 / 120, 1, 0, 0.95)) is None  # half a point: within the rule
+    costly = int8_cost_sentence(record(0.5, 0.45, 3, 0, 0.95))
+    assert costly.startswith("int8 cost: m - 50.0 % in fp32, 45.0 % in int8 (3 validation images became wrong")
+    assert int8_cost_sentence(record(0.5, 0.5, 2, 2, 0.85))  # no net loss, but far from fp32
+    assert any(line.startswith("int8 cost: m") for line in verdict([record(0.5, 0.45, 3, 0, 0.95)]))
+    assert "45.0 % in int8" in next(line for line in verdict([record(0.5, 0.45, 3, 0, 0.95)])
+                                    if line.startswith("Fastest"))
 
 
 def test_the_record_serialises_once_and_reads_back_equal():

@@ -282,6 +282,26 @@ def test_a_failed_verification_exits_1_and_writes_nothing(monkeypatch, tmp_path,
     assert not out.exists()
 
 
+def test_int8_below_the_agreement_bar_says_what_it_costs_and_min_agreement_accepts_it(runs, monkeypatch, tmp_path,
+                                                                                        capsys):
+    import cnnzoo.export.pipeline as pipeline
+
+    def favour_class_0(model):  # int8 (made from this) now picks class 0 for nearly every image
+        folded = fold_bn(model)
+        with torch.no_grad():
+            folded.get_classifier().bias[0] += 100.0
+        return folded
+
+    monkeypatch.setattr(pipeline, "fold_bn", favour_class_0)
+    out = tmp_path / "m.int8.onnx"
+    args = (runs["mobilenet_v2"], "--quantize", "int8", "--calibration-data", DATA, "--out", out)
+    assert export_cli(*args) == 1 and not out.exists()
+    err = capsys.readouterr().err
+    assert "Accuracy on those images: fp32" in err and "--min-agreement (now 0.9)" in err
+    assert export_cli(*args, "--min-agreement", "0") == 0 and out.exists()
+    assert "required: same top-1 class on at least 0% of the images - passed" in capsys.readouterr().out
+
+
 # --- runtimes for profile and compare ---
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -408,8 +428,17 @@ def test_compare_measures_latency_where_the_model_will_run(tmp_path):
     acc = record["runtime_accuracy"]  # the measured model (best weights) in fp32 and int8 on validation
     assert acc["images"] == record["val_images"] and acc["fp32"] == pytest.approx(record["best_val_acc"])
     assert acc["int8"] - acc["fp32"] == pytest.approx((acc["now_right"] - acc["now_wrong"]) / acc["images"])
+    assert 0 <= acc["agreement"] <= 1
     report = (tmp_path / "report.md").read_text()
     assert "int8 acc % (change)" in report and "Latency under onnxruntime int8" in report
+    assert "## int8 against fp32 (validation split)" in report
+
+
+def test_compare_flags_int8_by_the_agreement_export_requires():
+    from cnnzoo.compare.analysis import INT8_MIN_AGREEMENT
+    from cnnzoo.export.verify import MIN_AGREEMENT
+
+    assert INT8_MIN_AGREEMENT == MIN_AGREEMENT  # written twice: compare does not import cnnzoo.export
 
 
 def test_export_by_name_starts_from_the_weights_given(tmp_path):

@@ -9,9 +9,9 @@ examples:
 
 Batch norm is folded into the convolutions first. The exported file is loaded back and run against
 the eager model before it is written: fp32 must match to float rounding, int8 must pick the same
-class on at least 90% of the calibration data's validation images. A failed check writes nothing
-and exits with status 1. The file's metadata carries the model's name and arguments, and for a
-checkpoint its class names and preprocessing.
+class on at least 90% of the calibration data's validation images (--min-agreement). A failed
+check writes nothing and exits with status 1. The file's metadata carries the model's name and
+arguments, and for a checkpoint its class names and preprocessing.
 """
 from __future__ import annotations
 
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "is reported on its validation split")
     g.add_argument("--calibration-images", type=int, default=128,
                    help="training images used for calibration (default 128)")
+    g.add_argument("--min-agreement", type=_fraction, default=0.9, metavar="FRACTION",
+                   help="int8 is written only if it picks the fp32 model's class on at least this share of the "
+                        "validation images (default 0.9)")
     t = parser.add_argument_group("timing")
     t.add_argument("--threads", type=int, help="CPU threads for every runtime (default: torch's)")
     t.add_argument("--latency-batch", type=int, default=32,
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         report = export_model(args.model, args.format, out=args.out, opset=args.opset,
                               dynamic_batch=args.dynamic_batch, image_size=args.image_size,
                               quantize=args.quantize, calibration=args.calibration_data,
-                              calibration_images=args.calibration_images, threads=args.threads,
+                              calibration_images=args.calibration_images, min_agreement=args.min_agreement,
+                              threads=args.threads,
                               latency_batch=args.latency_batch, repeats=args.repeat, warmup=args.warmup,
                               **model_overrides(args), **({"weights": args.weights} if args.weights else {}))
     except ExportError as err:
@@ -74,6 +78,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return EXIT_OK
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction between 0 and 1, e.g. 0.8; got {text!r}")
+    return value
 
 
 def _mb(n: int) -> str:

@@ -42,6 +42,16 @@ OVERFIT_RULE = (
     "augmented, so the true gap is if anything larger)."
 )
 
+# int8 (compare --runtime int8): a model is flagged when int8 loses more than this on validation...
+INT8_COST_POINTS = 1.0
+# ... or picks the fp32 model's class on fewer images than `cnnzoo export` requires of an int8 file
+# (cnnzoo.export.verify.MIN_AGREEMENT, not imported: cnnzoo.export loads onnx and onnxruntime).
+INT8_MIN_AGREEMENT = 0.9
+INT8_COST_RULE = (
+    f"int8 cost flag: the measured model loses more than {INT8_COST_POINTS:g} point in int8 on the validation "
+    f"split, or picks the fp32 model's class on fewer than {INT8_MIN_AGREEMENT:.0%} of its images."
+)
+
 
 def done(records: Records) -> list[ModelRecord]:
     return [r for r in as_records(records) if r.done]
@@ -147,8 +157,11 @@ def verdict(records: Records) -> list[str]:
         if timed:
             fastest = min(timed, key=lambda r: r.latency_b1_ms)
             where = "" if fastest.runtime == "torch" else f" in {fastest.runtime}"
+            int8 = fastest.runtime_accuracy
+            accuracy = (f"{_pct(fastest.best_val_acc)} accuracy" if not int8 else
+                        f"{_pct(fastest.best_val_acc)} accuracy in fp32, {_pct(int8['int8'])} in int8")
             lines.append(f"Fastest: {fastest.name} ({fastest.latency_b1_ms:.2f} ms per image at "
-                         f"batch 1{where}; {_pct(fastest.best_val_acc)} accuracy).")
+                         f"batch 1{where}; {accuracy}).")
         trained = [r for r in finished if _finite(r.train_time_s)]
         if len(trained) > 1:
             quickest = min(trained, key=lambda r: r.train_time_s)
@@ -159,6 +172,10 @@ def verdict(records: Records) -> list[str]:
         if pick is not None and len(finished) > 1:
             lines.append(f"Recommended: {pick.name} ({accuracy_text(pick)}"
                          + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
+        for r in finished:
+            line = int8_cost_sentence(r)
+            if line:
+                lines.append(line)
         for r in overfitting(finished):
             lines.append(f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
                          f"{_pct(r.final_val_acc)} on validation at the last epoch "
@@ -167,6 +184,22 @@ def verdict(records: Records) -> list[str]:
         if not r.done:
             lines.append(f"{r.name}: {r.status} - {r.reason or 'no reason recorded'}.")
     return lines
+
+
+def int8_cost_sentence(r: ModelRecord) -> Optional[str]:
+    """A line for a model that int8 costs accuracy (INT8_COST_RULE), else None."""
+    acc = r.runtime_accuracy
+    if not acc:
+        return None
+    change = 100 * (acc["int8"] - acc["fp32"])
+    agreement = acc.get("agreement")
+    if change > -INT8_COST_POINTS and (agreement is None or agreement >= INT8_MIN_AGREEMENT):
+        return None
+    return (f"int8 cost: {r.name} - {_pct(acc['fp32'])} in fp32, {_pct(acc['int8'])} in int8 "
+            f"({acc['now_wrong']} validation images became wrong, {acc['now_right']} right"
+            + (f"; same class as fp32 on {_pct(agreement)}" if agreement is not None else "")
+            + "). int8 rounds every activation, which flips predictions that were close to a tie between two "
+            "classes; `cnnzoo export --quantize int8` prints the same figures for the file you ship.")
 
 
 def _tie_sentence(tied: list[ModelRecord]) -> str:

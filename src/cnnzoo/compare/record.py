@@ -124,7 +124,7 @@ class ModelRecord:
     device: Optional[str] = None
     runtime: str = "torch"                      # where the latencies were measured (compare --runtime)
     # int8: the measured (first seed's) model scored on the validation split in fp32 and in int8, with
-    # the predictions that changed (cnnzoo.export's accuracy_before_after)
+    # the predictions that changed (cnnzoo.export's accuracy_before_after) and the top-1 "agreement"
     runtime_accuracy: Optional[dict] = None
     # training (accuracies: means over seeds; the rest: the first seed's, time: mean per run)
     epochs_run: Optional[int] = None

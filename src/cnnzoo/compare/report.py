@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from cnnzoo.compare.analysis import (
+    INT8_COST_RULE,
     OVERFIT_GAP_POINTS,
     OVERFIT_RULE,
     RECOMMEND_RULE,
     TIE_RULE,
     TRADE_OFF_RULE,
     done,
+    int8_cost_sentence,
     pareto_front,
     recommended,
     verdict,
@@ -163,6 +165,8 @@ def sections(records: list[ModelRecord], meta: dict, plots: dict[str, bytes]) ->
         out.append(("Width and resolution", _width_resolution_blocks(finished, plots)))
     if any(r.final_train_acc is not None for r in finished):
         out.append(("Over-fitting", _overfit_blocks(finished, plots)))
+    if any(r.runtime_accuracy for r in finished):
+        out.append(("int8 against fp32 (validation split)", _int8_blocks(finished)))
     with_classes = [r for r in finished if r.per_class is not None]
     if with_classes:
         out.append(("Per class (validation split)", _per_class_blocks(with_classes)))
@@ -247,6 +251,22 @@ def _overfit_blocks(records: list[ModelRecord], plots: dict) -> list:
     if "train_val_curves" in plots:
         blocks.append(("plot", "train_val_curves"))
     return blocks
+
+
+def _int8_blocks(records: list[ModelRecord]) -> list:
+    rows = []
+    for r in records:
+        acc = r.runtime_accuracy
+        if not acc:
+            continue
+        agreement = acc.get("agreement")
+        rows.append([r.name, format_percent(acc["fp32"]), format_percent(acc["int8"]),
+                     f"{100 * (acc['int8'] - acc['fp32']) + 0.0:+.1f}", str(acc["now_wrong"]), str(acc["now_right"]),
+                     MISSING if agreement is None else format_percent(agreement),
+                     "int8 cost" if int8_cost_sentence(r) else ""])
+    return [("note", INT8_COST_RULE),
+            ("table", ["model", "fp32 acc %", "int8 acc %", "change (points)", "became wrong", "became right",
+                       "same class as fp32 %", "flag"], rows, "lrrrrrrl", SPEC)]
 
 
 def _per_class_blocks(records: list[ModelRecord]) -> list:

@@ -122,7 +122,17 @@ def export_model(model: Union[str, os.PathLike, dict, nn.Module], fmt: str = "on
                                             label=result.label, quantized=bool(quantize),
                                             min_agreement=min_agreement, fixed_batch=None if dynamic_batch else 1)
     if not verification.passed:
-        raise VerificationError(f"verification failed, nothing written: {verification.summary()}")
+        message = f"verification failed, nothing written: {verification.summary()}"
+        if quantize and outputs.finite:
+            # Not a broken export but int8's rounding flipping predictions that were close to a tie:
+            # say what it costs, so that the user can decide whether to accept it.
+            if data is not None and data.labels is not None:
+                acc = accuracy_before_after(outputs, data.labels)
+                message += (f". Accuracy on those images: fp32 {acc['fp32']:.1%}, int8 {acc['int8']:.1%} "
+                            f"({acc['now_wrong']} became wrong, {acc['now_right']} right)")
+            message += (f". int8 flips predictions that are close to a tie between classes; to write the file "
+                        f"anyway, lower the bar with --min-agreement (now {min_agreement:g})")
+        raise VerificationError(message)
     atomic_write_bytes(out, result.payload)
 
     report = ExportReport(
