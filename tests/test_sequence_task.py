@@ -186,7 +186,7 @@ def test_bad_data_and_options_exit_2_with_a_clear_message(audio_dir, series_csv,
         (["--data", str(series_csv), "--columns", "sales", "--sample-rate", "8000"], "--sample-rate is for audio"),
         (["--data", str(audio_dir), "--columns", "sales"], "is audio"),
         (["--data", str(audio_dir), "--output", "continuous"], "output='continuous' was given"),
-        (["--data", str(audio_dir), "--num-conditions", "2"], "conditioned"),
+        (["--data", str(audio_dir), "--num-conditions", "2"], "give --condition-on-folders"),
         (["--data", str(audio_dir), "--window", "9000"], "shorter --window"),
         (["--data", str(audio_dir), "--finetune", "gradual"], "no classifier head"),
     ]
@@ -194,3 +194,69 @@ def test_bad_data_and_options_exit_2_with_a_clear_message(audio_dir, series_csv,
         argv = ["train", "wavenet_small", *extra, "--quiet", "--device", "cpu", "--out", str(tmp_path / "bad")]
         assert main(argv) == 2, extra
         assert expected in capsys.readouterr().err, extra
+
+
+@pytest.fixture(scope="module")
+def speakers_dir(tmp_path_factory):
+    """Two 'speakers' in sub-folders, a low and a high voice, two files each."""
+    folder = tmp_path_factory.mktemp("speakers")
+    for speaker, f0 in (("low", 150.0), ("high", 400.0)):
+        (folder / speaker).mkdir()
+        for i in range(2):
+            soundfile.write(folder / speaker / f"clip{i}.wav", voiced(0.5, f0, i), RATE, subtype="PCM_16")
+    return folder
+
+
+def test_windows_carry_the_condition_of_the_signal_they_were_cut_from():
+    from cnnzoo.data.sequences import SequenceLoader, SequenceSet
+
+    signals = [np.full((1, 300), -0.5, np.float32), np.full((1, 500), 0.5, np.float32)]
+    loader = SequenceLoader(SequenceSet(signals, ["a", "b"], [3, 7]), 50, 4, hop=10, seed=1)
+    seen = 0
+    for x, _, condition in loader:
+        from_second = x[:, 0] > 128  # μ-law class of +0.5 against -0.5
+        assert torch.equal(condition, torch.where(from_second, 7, 3))
+        seen += len(x)
+    assert seen == loader.num_windows and seen > 40
+
+
+def test_conditioning_on_folders_trains_resumes_and_generates_by_name(speakers_dir, tmp_path, capsys):
+    common = dict(data=str(speakers_dir), condition_on_folders=True, epochs=3, batch_size=8, **API_TINY)
+    straight = train(out_dir=str(tmp_path / "straight"), **common)
+    saved = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert saved["model_args"]["num_conditions"] == 2 and saved["sequence"]["conditions"] == ["high", "low"]
+    assert straight.history[-1]["val_loss"] < straight.history[0]["val_loss"]
+
+    def interrupt_after_first_epoch(record):
+        if record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    train(out_dir=str(tmp_path / "cut"), on_epoch_end=interrupt_after_first_epoch, **common)
+    resumed = train(out_dir=str(tmp_path / "cut"), resume=True, **common)
+    assert _states_equal(saved["model_state"], load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"])
+    assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
+
+    best = str(tmp_path / "straight" / "best.pt")
+    wav = tmp_path / "low.wav"
+    assert main(["generate", best, "--seconds", "0.05", "--condition", "low", "--out", str(wav),
+                 "--device", "cpu"]) == 0 and wav.stat().st_size > 0
+    assert main(["generate", best, "--seconds", "0.05", "--condition", "middle", "--out", str(wav)]) == 2
+    assert "choose 0..1 or a name: high, low" in capsys.readouterr().err
+    assert main(["generate", best, "--seconds", "0.05", "--out", str(wav)]) == 2
+    assert "conditioned on 2 ids" in capsys.readouterr().err
+
+
+def test_conditioning_on_folders_needs_a_folder_per_speaker(audio_dir, series_csv, tmp_path, capsys):
+    cases = [
+        (audio_dir, "every file must be in a sub-folder"),  # voice0.wav, voice1.wav at the top
+        (series_csv, "--condition-on-folders is for audio"),
+    ]
+    one = tmp_path / "one-speaker" / "only"
+    one.mkdir(parents=True)
+    soundfile.write(one / "a.wav", voiced(0.5, 200.0), RATE, subtype="PCM_16")
+    cases.append((one.parent, "at least two sub-folders"))
+    for data, expected in cases:
+        argv = ["train", "wavenet_small", "--data", str(data), "--condition-on-folders", "--quiet", "--device", "cpu",
+                "--out", str(tmp_path / "bad")]
+        assert main(argv) == 2, data
+        assert expected in capsys.readouterr().err, data

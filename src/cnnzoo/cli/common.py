@@ -58,7 +58,8 @@ def overrides_from_extra_args(extra: list[str]) -> dict[str, Any]:
 def add_generation_arguments(parser: argparse.ArgumentParser, output: str) -> None:
     """What `generate` and `forecast` share: sampling seed, conditioning, the plot, device and threads."""
     parser.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    parser.add_argument("--condition", type=int, help="the id to generate for, for a conditioned model")
+    parser.add_argument("--condition", help="for a conditioned model: the id to generate for, or the name of a "
+                                            "folder it was trained on with --condition-on-folders")
     parser.add_argument("--no-plot", action="store_true", help=f"write the {output} only")
     parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument("--threads", type=int, default=1,

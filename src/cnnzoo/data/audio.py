@@ -19,7 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import soundfile
@@ -51,6 +51,9 @@ class AudioSet:
     sample_rate: int
     source: str
     skipped: list[str] = field(default_factory=list)
+    # with condition_on_folders: the sub-folder names (sorted), and each signal's index into them
+    condition_names: list[str] = field(default_factory=list)
+    conditions: Optional[list[int]] = None
 
     @property
     def seconds(self) -> float:
@@ -58,15 +61,17 @@ class AudioSet:
 
     def summary(self) -> str:
         skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        conditioned = (f", conditioned on {len(self.condition_names)} folders ({_listing(self.condition_names)})"
+                       if self.conditions is not None else "")
         return (f"{self.source}: {len(self.signals)} audio file{'s' if len(self.signals) != 1 else ''}, "
-                f"{self.seconds:.1f} s at {self.sample_rate} Hz{skipped}")
+                f"{self.seconds:.1f} s at {self.sample_rate} Hz{skipped}{conditioned}")
 
     def split(self, val_fraction: float = 0.1) -> tuple[SequenceSet, SequenceSet]:
         """(train, val): the last ``val_fraction`` of every file is validation, the rest training, so a
         single recording splits too and no validation sample is ever inside a training window."""
         parts = [split_in_time(signal[None], val_fraction) for signal in self.signals]
-        return (SequenceSet([train for train, _ in parts], list(self.names)),
-                SequenceSet([val for _, val in parts], list(self.names)))
+        return (SequenceSet([train for train, _ in parts], list(self.names), self.conditions),
+                SequenceSet([val for _, val in parts], list(self.names), self.conditions))
 
 
 def list_audio_files(root: Path) -> list[Path]:
@@ -99,14 +104,17 @@ def write_audio(path: Union[str, os.PathLike], signal: np.ndarray, sample_rate: 
     return path
 
 
-def load_audio_folder(root: Union[str, os.PathLike], sample_rate: int) -> AudioSet:
-    """Every audio file under ``root`` (a folder, or one file), mono, at ``sample_rate``."""
+def load_audio_folder(root: Union[str, os.PathLike], sample_rate: int,
+                      condition_on_folders: bool = False) -> AudioSet:
+    """Every audio file under ``root`` (a folder, or one file), mono, at ``sample_rate``. With
+    ``condition_on_folders``, each file's condition is the sub-folder of ``root`` it is in."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"no such file or folder: {root}")
     paths = [root] if root.is_file() else list_audio_files(root)
     if not paths:
         raise DataError(f"no audio files in {root} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
+    folder_of = _condition_folders(root, paths) if condition_on_folders else None
     signals, names, skipped = [], [], []
     for path in paths:
         name = path.name if path == root else path.relative_to(root).as_posix()
@@ -120,7 +128,29 @@ def load_audio_folder(root: Union[str, os.PathLike], sample_rate: int) -> AudioS
     if skipped:
         warnings.warn(f"skipped {len(skipped)} unreadable audio file{'s' if len(skipped) > 1 else ''} in {root}: "
                       f"{_listing(skipped)}", SkippedAudioWarning, stacklevel=2)
-    return AudioSet(signals, names, sample_rate, str(root), skipped)
+    audio = AudioSet(signals, names, sample_rate, str(root), skipped)
+    if folder_of is not None:
+        # Ids follow the folders that kept a readable file, sorted: the same data gives the same ids.
+        audio.condition_names = sorted({folder_of[name] for name in names})
+        audio.conditions = [audio.condition_names.index(folder_of[name]) for name in names]
+    return audio
+
+
+def _condition_folders(root: Path, paths: list[Path]) -> dict[str, str]:
+    """Each file's name (relative to ``root``) -> the sub-folder of ``root`` it is in."""
+    if root.is_file():
+        raise DataError(f"conditioning on folders needs a folder of sub-folders (speaker/clip.wav), not one file: "
+                        f"{root}")
+    relative = [path.relative_to(root) for path in paths]
+    loose = [r.as_posix() for r in relative if len(r.parts) == 1]
+    if loose:
+        raise DataError(f"conditioning on folders: every file must be in a sub-folder of {root} (one per speaker: "
+                        f"speaker/clip.wav); these are not: {_listing(loose)}")
+    folders = {r.as_posix(): r.parts[0] for r in relative}
+    if len(set(folders.values())) < 2:
+        raise DataError(f"conditioning on folders needs at least two sub-folders of {root} with audio (one per "
+                        f"speaker); found {', '.join(sorted(set(folders.values())))}")
+    return folders
 
 
 def _reason(error: Exception) -> str:

@@ -7,6 +7,8 @@
         loader.set_epoch(epoch)
         for x, y in loader: ...   # mulaw: x, y int64 [B, W]; continuous: x, y float32 [B, C, W]
 
+A set with ``conditions`` gives ``(x, y, c)``: ``c`` int64 ``[B]``, each window's signal's id.
+
 ``y`` is ``x`` shifted by one step (``y[..., t] == x[..., t + 1]`` within the signal): the
 prediction targets of a model whose output ``t`` predicts sample ``t + 1``. Which windows form which
 batch, and where each window starts, are a function of ``(seed, epoch)`` only, as for images
@@ -30,10 +32,12 @@ TARGETS = ("mulaw", "continuous")
 
 @dataclass
 class SequenceSet:
-    """One split: ``signals`` float32 ``[C, T]`` each (several files, or one series), with their names."""
+    """One split: ``signals`` float32 ``[C, T]`` each (several files, or one series), with their names,
+    and for a conditioned model each signal's condition id (a speaker, say)."""
 
     signals: list[np.ndarray]
     names: list[str]
+    conditions: Optional[list[int]] = None
 
     def __post_init__(self):
         self.signals = [np.ascontiguousarray(s, dtype=np.float32) for s in self.signals]
@@ -43,6 +47,8 @@ class SequenceSet:
             raise ValueError("every signal of a set needs the same number of channels")
         if len(self.names) != len(self.signals):
             raise ValueError(f"{len(self.signals)} signals but {len(self.names)} names")
+        if self.conditions is not None and len(self.conditions) != len(self.signals):
+            raise ValueError(f"{len(self.signals)} signals but {len(self.conditions)} conditions")
 
     @property
     def channels(self) -> int:
@@ -95,28 +101,32 @@ class SequenceLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.device = torch.device(device)
         self.epoch = 0
-        self._starts, self._last_starts = self._grid(sequence_set)
+        self._starts, self._last_starts, self._conditions = self._grid(sequence_set)
         data = np.concatenate(sequence_set.signals, axis=1) if len(sequence_set) else np.zeros((1, 0), np.float32)
         # Encoded once: a batch is then only a gather. int16 holds any quantization up to 32,768 classes.
         self._data = (mu_law_encode(data[0], quantization).to(torch.int16) if target == "mulaw"
                       else torch.from_numpy(data))
 
-    def _grid(self, sequence_set: SequenceSet) -> tuple[np.ndarray, np.ndarray]:
-        """Every window's first index into the concatenated signals, and the last start its signal allows."""
+    def _grid(self, sequence_set: SequenceSet) -> tuple[np.ndarray, np.ndarray, Optional[torch.Tensor]]:
+        """Every window's first index into the concatenated signals, the last start its signal allows,
+        and its signal's condition id (None for an unconditioned set)."""
         need = self.window + 1  # the inputs and, one step later, the last target
-        starts, last_starts, offset = [], [], 0
-        for signal in sequence_set.signals:
+        starts, last_starts, conditions, offset = [], [], [], 0
+        for i, signal in enumerate(sequence_set.signals):
             length = signal.shape[1]
             if length >= need:
                 grid = np.arange(0, length - need + 1, self.hop) + offset
                 starts.append(grid)
                 last_starts.append(np.full(len(grid), offset + length - need))
+                if sequence_set.conditions is not None:
+                    conditions.append(np.full(len(grid), sequence_set.conditions[i], dtype=np.int64))
             offset += length
         if not starts:
             longest = max((s.shape[1] for s in sequence_set.signals), default=0)
             raise DataError(f"no signal is long enough for one window of {self.window} steps (plus one for the "
                             f"last target): the longest has {longest}. Use a shorter window or longer signals.")
-        return np.concatenate(starts), np.concatenate(last_starts)
+        window_conditions = torch.from_numpy(np.concatenate(conditions)) if conditions else None
+        return np.concatenate(starts), np.concatenate(last_starts), window_conditions
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration's order and cuts those of ``epoch``."""
@@ -132,6 +142,10 @@ class SequenceLoader:
 
     def window_starts(self, epoch: int) -> list[np.ndarray]:
         """The first index (into the signals, concatenated) of every window of every batch of ``epoch``."""
+        return [starts for starts, _ in self._batches(epoch)]
+
+    def _batches(self, epoch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(first indices, window numbers) of every batch of ``epoch``."""
         n = self.num_windows
         if not self.shuffle:
             order, starts = np.arange(n), self._starts
@@ -142,16 +156,20 @@ class SequenceLoader:
             shift = (torch.rand(n, generator=gen, dtype=torch.float64).numpy() * (room + 1)).astype(np.int64)
             starts = self._starts + shift
         stop = n - n % self.batch_size if self.drop_last else n
-        return [starts[order[i:min(i + self.batch_size, stop)]] for i in range(0, stop, self.batch_size)]
+        chosen = [order[i:min(i + self.batch_size, stop)] for i in range(0, stop, self.batch_size)]
+        return [(starts[windows], windows) for windows in chosen]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         steps = torch.arange(self.window + 1)
-        for starts in self.window_starts(epoch):
+        for starts, windows in self._batches(epoch):
             index = torch.from_numpy(starts)[:, None] + steps  # [B, window + 1]
             if self.target == "mulaw":
                 batch = self._data[index].long()               # [B, window + 1]
             else:
                 batch = self._data[:, index].permute(1, 0, 2).contiguous()  # [B, C, window + 1]
             batch = batch.to(self.device, non_blocking=True)
-            yield batch[..., :-1], batch[..., 1:]
+            if self._conditions is None:
+                yield batch[..., :-1], batch[..., 1:]
+            else:
+                yield batch[..., :-1], batch[..., 1:], self._conditions[windows].to(self.device, non_blocking=True)

@@ -147,6 +147,10 @@ class TrainConfig:
                                         "model's)", valid="count", group="sequences")
     columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (needed "
                                     "when the file has several number columns)", group="sequences")
+    condition_on_folders: bool = option(False, "audio: condition WaveNet on the sub-folder each file is in "
+                                        "(speaker/clip.wav: one id per speaker), the paper's global "
+                                        "conditioning; `cnnzoo generate --condition NAME` picks one",
+                                        group="sequences")
     # --- several processes (torchrun) ---
     sync_bn: bool = option(False, "under torchrun, synchronise batch-norm statistics across processes "
                            "in every step (SyncBatchNorm; NCCL/GPU only)", group="distributed")

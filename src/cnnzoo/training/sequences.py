@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -68,14 +68,23 @@ def _model(state: dict, device: str) -> tuple[nn.Module, torch.device]:
     return build_model_from_checkpoint(state).to(dev), dev
 
 
-def _condition(model: nn.Module, condition: Optional[int]) -> Optional[int]:
+def _condition(model: nn.Module, condition: Union[int, str, None], names: Sequence[str] = ()) -> Optional[int]:
+    """The id to generate for: ``condition`` as an id, or the name of a folder the model was
+    conditioned on (``names``, from ``--condition-on-folders``)."""
     ids = model.config.num_conditions
     if ids == 0 and condition is not None:
         raise UserError("this WaveNet is not conditioned: leave --condition out")
+    choices = f"0..{ids - 1}" + (f" or a name: {', '.join(names)}" if names else "")
     if ids and condition is None:
-        raise UserError(f"this WaveNet is conditioned on {ids} ids: choose one with --condition 0..{ids - 1}")
+        raise UserError(f"this WaveNet is conditioned on {ids} ids: choose one with --condition {choices}")
+    if isinstance(condition, str):
+        if condition in names:
+            return list(names).index(condition)
+        if not condition.strip().lstrip("-").isdigit():
+            raise UserError(f"--condition {condition!r} is not one of the model's conditions; choose {choices}")
+        condition = int(condition)
     if ids and not 0 <= condition < ids:
-        raise UserError(f"--condition must be in 0..{ids - 1}, got {condition}")
+        raise UserError(f"--condition must be {choices}; got {condition}")
     return condition
 
 
@@ -128,7 +137,7 @@ class GeneratedAudio:
 
 
 def generate_audio(checkpoint: Union[PathLike, dict], seconds: float, *, temperature: float = 1.0,
-                   seed_audio: Optional[PathLike] = None, seed: int = 0, condition: Optional[int] = None,
+                   seed_audio: Optional[PathLike] = None, seed: int = 0, condition: Union[int, str, None] = None,
                    device: str = "auto", threads: Optional[int] = GENERATION_THREADS) -> GeneratedAudio:
     """``seconds`` of audio from a WaveNet trained on audio, after ``seed_audio`` (a file, read at the
     model's rate) or from silence. ``seed`` seeds the sampling: the same seed gives the same audio.
@@ -140,7 +149,7 @@ def generate_audio(checkpoint: Union[PathLike, dict], seconds: float, *, tempera
     rate, quantization = int(fields["sample_rate"]), int(fields["quantization"])
     n_samples = max(1, round(seconds * rate))
     model, dev = _model(state, device)
-    condition = _condition(model, condition)
+    condition = _condition(model, condition, fields.get("conditions") or ())
     seed_signal = None
     if seed_audio is not None:
         seed_signal = mu_law_encode(_read_audio(seed_audio, rate), quantization)[None].to(dev)
@@ -235,7 +244,7 @@ class Forecast:
 
 
 def forecast_series(checkpoint: Union[PathLike, dict], data: Optional[PathLike] = None, *, horizon: int,
-                    temperature: float = 0.0, seed: int = 0, condition: Optional[int] = None,
+                    temperature: float = 0.0, seed: int = 0, condition: Union[int, str, None] = None,
                     device: str = "auto", threads: Optional[int] = GENERATION_THREADS) -> Forecast:
     """``horizon`` steps after the series in ``data`` (a CSV with the columns the model was trained
     on; default: the end of the training CSV, kept in the checkpoint), in the CSV's units."""

@@ -167,12 +167,12 @@ class ShardedWindows:
     def _part(self, n: int) -> slice:
         return slice(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.loader:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for batch in self.loader:  # (x, y), or (x, y, condition ids)
             if self.world_size > 1:
-                part = self._part(len(x))
-                x, y = x[part], y[part]
-            yield x, y
+                part = self._part(len(batch[0]))
+                batch = tuple(t[part] for t in batch)
+            yield batch
 
 
 class SequenceTask(Task):
@@ -190,6 +190,8 @@ class SequenceTask(Task):
             raise UserError(f"data {source!r} leaves nothing for validation; use a val_fraction above 0")
         self.kind, self.train, self.val, self.source = kind, train, val, source
         self.sample_rate, self.audio, self.splits, self.val_fraction = sample_rate, audio, splits, val_fraction
+        # the folders a conditioned WaveNet's ids stand for (--condition-on-folders), else none
+        self.condition_names: list[str] = list(getattr(audio, "condition_names", None) or [])
         self.metrics = ("loss", "acc") if kind == MULAW else ("loss", "mae")
         self.metric_limits = {"acc": (0.0, 1.02)} if kind == MULAW else {}
         self.receptive_field: Optional[int] = None  # known once the model is (resolve, loaders)
@@ -208,11 +210,15 @@ class SequenceTask(Task):
                 raise DataError(f"no such file or folder: {config.data!r}. {config.model} learns from sequences: "
                                 f"--data takes a folder of audio files (or one) or a .csv series")
             is_series = path.is_file() and path.suffix.lower() in SERIES_SUFFIXES
+            if is_series and config.condition_on_folders:
+                raise UserError("--condition-on-folders is for audio: a folder with one sub-folder per speaker")
             data = (read_series_csv(path, _columns(config.columns)) if is_series
-                    else _read_audio(path, _sample_rate(config)))
+                    else _read_audio(path, _sample_rate(config), bool(config.condition_on_folders)))
         if isinstance(data, Series):
             if config.sample_rate is not None:
                 raise UserError("--sample-rate is for audio; a CSV series is modelled step by step")
+            if config.condition_on_folders:
+                raise UserError("--condition-on-folders is for audio: a folder with one sub-folder per speaker")
             splits = data.split(config.val_fraction)
             return cls(CONTINUOUS, splits.train, splits.val, data.source, splits=splits,
                        val_fraction=config.val_fraction)
@@ -250,15 +256,17 @@ class SequenceTask(Task):
             imposed["sample_rate"] = self.sample_rate
         else:
             imposed["in_channels"] = self.train.channels
+        if self.condition_names:
+            imposed["num_conditions"] = len(self.condition_names)
+        elif args.get("num_conditions"):
+            raise UserError("a conditioned WaveNet needs a condition id per file: give --condition-on-folders and "
+                            "a folder with one sub-folder per speaker (the number of conditions follows it)")
         for key, needed in imposed.items():
             if args.get(key) is None:
                 args[key] = needed
             elif args[key] != needed:
                 raise UserError(f"{key}={args[key]!r} was given but the data {self.source!r} needs {needed!r}; "
                                 f"leave {key} unset and it follows the data")
-        if args.get("num_conditions"):
-            raise UserError("training a conditioned WaveNet needs a condition id per signal, which the sequence "
-                            "task does not read yet; leave num_conditions unset")
         return args
 
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
@@ -303,6 +311,8 @@ class SequenceTask(Task):
             data = f"series {', '.join(self.columns)} (standardised)"
             span = f"{window} steps ({window / rf:.1f} receptive fields)"
         args = f" {config.model_args}" if config.model_args else ""
+        if self.condition_names:
+            data += f" conditioned on {len(self.condition_names)} folders"
         return (f"{config.model}{args} on {config.data}: {data}; receptive field {rf}; windows of {span}, "
                 f"validated with {context} samples of past; "
                 f"{config.epochs} epochs, batch {config.batch_size} windows, {config.optimizer} lr {config.lr:g} "
@@ -329,24 +339,26 @@ class SequenceTask(Task):
         ``context`` outputs of each not counted, so that each validation sample is a counted target
         exactly once and the context never is."""
         context = self.context
-        signals, names = [], []
-        for train, val, name in zip(self.train.signals, self.val.signals, self.val.names):
+        signals, names, conditions = [], [], []
+        ids = self.val.conditions or [None] * len(self.val)
+        for train, val, name, condition in zip(self.train.signals, self.val.signals, self.val.names, ids):
             if train.shape[1] > context and val.shape[1] > 0:
                 signals.append(np.concatenate([train[:, -(context + 1):], val], axis=1))
                 names.append(name)
+                conditions.append(condition)
         if not signals:
             raise DataError(f"no signal of {self.source!r} has {context + 1} training samples before its "
                             "validation part; use a shorter --window or longer signals")
         hop = min(window, max(s.shape[1] - context - 1 for s in signals))
-        return SequenceSet(signals, names), hop
+        return SequenceSet(signals, names, conditions if self.val.conditions is not None else None), hop
 
     def batch_size_of(self, batch) -> int:
         return len(batch[1])
 
     # --- learning ---
     def loss(self, model: nn.Module, batch, config: TrainConfig):
-        x, y = batch
-        outputs = model(x)
+        x, y = batch[:2]
+        outputs = model(x, *batch[2:])  # a conditioned set's batches carry the condition ids third
         return wavenet_of(model).loss(outputs.float(), y), outputs
 
     def metric_sum(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -367,9 +379,9 @@ class SequenceTask(Task):
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         metric_sum = torch.zeros((), device=device, dtype=torch.float64)
         outputs_seen = 0
-        for x, y in loader:
+        for x, y, *condition in loader:
             with autocast(device, amp):
-                outputs = model(x)
+                outputs = model(x, *condition)
             outputs, y = outputs[..., self.context:].float(), y[..., self.context:]
             n = len(y) * y.shape[-1]
             loss_sum += wavenet.loss(outputs, y).double() * n
@@ -387,7 +399,7 @@ class SequenceTask(Task):
                                   "train_samples": self.num_train}
         if self.kind == MULAW:
             fields.update(sample_rate=int(self.sample_rate), quantization=self.quantization,
-                          files=list(self.audio.names))
+                          files=list(self.audio.names), conditions=list(self.condition_names))
         else:
             series = self.splits.series
             tail = series.values[:, -self.receptive_field:]  # what a forecast from the series' end reads
@@ -408,6 +420,9 @@ class SequenceTask(Task):
         if self.kind == MULAW and fields["sample_rate"] != self.sample_rate:
             raise UserError(f"cannot resume: the run used audio at {fields['sample_rate']} Hz, now "
                             f"{self.sample_rate} Hz (--sample-rate)")
+        if self.kind == MULAW and fields.get("conditions", []) != self.condition_names:
+            raise UserError(f"cannot resume: the run was conditioned on {fields.get('conditions') or 'nothing'}, "
+                            f"now on {self.condition_names or 'nothing'} (--condition-on-folders)")
         if self.kind == CONTINUOUS and fields["columns"] != self.columns:
             raise UserError(f"cannot resume: the run modelled columns {fields['columns']}, now {self.columns}")
         if fields["train_samples"] != self.num_train:
@@ -429,9 +444,9 @@ def _sample_rate(config: TrainConfig) -> int:
     return int(config.model_args.get("sample_rate") or get_model_info(config.model).defaults["sample_rate"])
 
 
-def _read_audio(path: Path, sample_rate: int):
+def _read_audio(path: Path, sample_rate: int, condition_on_folders: bool):
     # soundfile and scipy are the optional "audio" extra, and cost 0.9 s to import (measured): paid
     # only by a run that reads audio.
     from cnnzoo.data.audio import load_audio_folder
 
-    return load_audio_folder(path, sample_rate)
+    return load_audio_folder(path, sample_rate, condition_on_folders)
