@@ -74,6 +74,7 @@ OPTIMIZER, LR, WEIGHT_DECAY = "adamw", 1e-3, 0.0
 # estimates from a handful of gradients, are the large ones. Counted in steps, not as a share of the
 # epochs, so that a run whose epochs a time budget cuts keeps a short warm-up.
 WARMUP_STEPS, MAX_WARMUP_FRACTION = 100, 0.1
+CONDITIONS_NEED_AUDIO = "--condition-on-folders is for audio: a folder with one sub-folder per speaker"
 
 
 def validation_context(receptive_field: int, window: int) -> int:
@@ -211,14 +212,14 @@ class SequenceTask(Task):
                                 f"--data takes a folder of audio files (or one) or a .csv series")
             is_series = path.is_file() and path.suffix.lower() in SERIES_SUFFIXES
             if is_series and config.condition_on_folders:
-                raise UserError("--condition-on-folders is for audio: a folder with one sub-folder per speaker")
+                raise UserError(CONDITIONS_NEED_AUDIO)
             data = (read_series_csv(path, _columns(config.columns)) if is_series
                     else _read_audio(path, _sample_rate(config), bool(config.condition_on_folders)))
         if isinstance(data, Series):
             if config.sample_rate is not None:
                 raise UserError("--sample-rate is for audio; a CSV series is modelled step by step")
             if config.condition_on_folders:
-                raise UserError("--condition-on-folders is for audio: a folder with one sub-folder per speaker")
+                raise UserError(CONDITIONS_NEED_AUDIO)
             splits = data.split(config.val_fraction)
             return cls(CONTINUOUS, splits.train, splits.val, data.source, splits=splits,
                        val_fraction=config.val_fraction)
