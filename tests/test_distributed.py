@@ -54,6 +54,7 @@ def test_two_processes_train_the_model_one_process_trains_and_write_one_set_of_f
     history = json.loads((tmp_path / "two" / "history.json").read_text())
     assert [r["epoch"] for r in history["epochs"]] == [1, 2]
     assert two.stdout.count("best validation accuracy") == 1  # rank 0 alone speaks
+    assert "images/s training" in two.stdout
     one_history = json.loads((tmp_path / "one" / "history.json").read_text())["epochs"]
     for mine, theirs in zip(history["epochs"], one_history):  # validation reduced exactly across processes
         assert abs(mine["val_acc"] - theirs["val_acc"]) < 1e-9 and abs(mine["val_loss"] - theirs["val_loss"]) < 1e-5

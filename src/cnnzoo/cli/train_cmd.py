@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     metric = "validation " + METRIC_LABELS.get(result.monitor.removeprefix("val_"), result.monitor)
     best = "no epoch completed" if result.best_score is None else (
         f"best {metric} {result.best_score:.4f} at epoch {result.best_epoch}")
-    print(f"{best} "
-          f"({result.stopped_reason}, {result.train_time_s:.0f}s, {result.images_per_s:.0f} samples/s training); "
+    speed = f"{result.images_per_s:.0f} {result.unit}s/s training"  # images, or windows of a sequence
+    print(f"{best} ({result.stopped_reason}, {result.train_time_s:.0f}s, {speed}); "
           f"outputs in {result.out_dir}: best.pt last.pt history.csv history.json curves.png")
     if result.test_metrics:
         print(f"test split ({result.test_metrics['test_images']} images, never used to choose the epoch): "

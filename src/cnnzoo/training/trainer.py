@@ -55,8 +55,9 @@ class TrainResult:
     model: nn.Module
     stopped_reason: str  # completed | early_stopping | time_budget | interrupted
     config: TrainConfig
-    images_per_s: float  # training throughput over all epochs of this call (forward + backward), samples/s
+    images_per_s: float  # training throughput over all epochs of this call (forward + backward), in units/s
     monitor: str = "val_acc"
+    unit: str = "image"  # what images_per_s counts: the task's unit ("image", or "window" for sequences)
     class_names: list[str] = field(default_factory=list)
     # The best weights on the data's test split, when it has one (chosen on validation, reported on
     # test): {"test_loss", "test_acc", "test_images"} for images.
@@ -470,7 +471,8 @@ def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dic
         history=run.history, best_epoch=run.best_epoch, train_time_s=wall_time, out_dir=str(run.out_dir),
         model=run.model, stopped_reason=stopped_reason, config=run.config,
         images_per_s=run.samples_trained / run.time_training if run.time_training else 0.0,
-        monitor=run.task.monitor, class_names=list(getattr(run.task, "class_names", [])), test_metrics=test,
+        monitor=run.task.monitor, unit=run.task.unit, class_names=list(getattr(run.task, "class_names", [])),
+        test_metrics=test,
         planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s)
 
 
