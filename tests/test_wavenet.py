@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
 from cnnzoo.data.sequences import SequenceLoader, SequenceSet
@@ -104,11 +105,25 @@ def test_mulaw_model_takes_classes_or_one_hot():
         torch.testing.assert_close(model(F.one_hot(x, 256).float().transpose(1, 2)), out)
 
 
+def test_a_conditioned_block_starts_as_the_unconditioned_one_and_learns_each_id():
+    block = WaveNetBlock(6, 5, 7, 2, 4, num_conditions=3)
+    x = torch.randn(3, 6, 40)
+    outputs = block(x, torch.tensor([0, 1, 2]))
+    assert torch.equal(outputs[0], block(x, torch.tensor([2, 2, 2]))[0])
+    plain = WaveNetBlock(6, 5, 7, 2, 4)
+    plain.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("condition")})
+    assert torch.equal(outputs[0], plain(x)[0])  # zero offsets: the id changes nothing yet
+    outputs[0].sum().backward()
+    assert block.condition.weight.grad.abs().sum(1).gt(0).all()  # every id's offset learns
+
+
 # --- the incremental path ---
 @pytest.mark.parametrize("kernel_size, dilation, conditioned", [(2, 1, False), (2, 8, True), (3, 4, True)])
 def test_block_steps_equal_its_forward(kernel_size, dilation, conditioned):
     torch.manual_seed(0)
     block = WaveNetBlock(6, 5, 7, kernel_size, dilation, num_conditions=3 if conditioned else 0)
+    if conditioned:
+        nn.init.normal_(block.condition.weight)  # as after training (they start at zero)
     x = torch.randn(2, 6, 50)
     condition = torch.tensor([2, 0]) if conditioned else None
     with torch.no_grad():

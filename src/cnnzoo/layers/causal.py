@@ -123,7 +123,12 @@ class WaveNetBlock(nn.Module):
         super().__init__()
         self.conv = CausalConv1d(residual_channels, 2 * gate_channels, kernel_size, dilation)
         # An id's row is the paper's V_f^T h and V_g^T h at once: a learned bias of the filter and the gate.
+        # Zero at the start, so a conditioned WaveNet starts as the unconditioned one and learns each id's
+        # offset: nn.Embedding's N(0, 1) rows put random unit offsets on every gate, which the network then
+        # has to unlearn.
         self.condition = nn.Embedding(num_conditions, 2 * gate_channels) if num_conditions else None
+        if self.condition is not None:
+            nn.init.zeros_(self.condition.weight)
         self.residual = nn.Conv1d(gate_channels, residual_channels, 1)
         self.skip = nn.Conv1d(gate_channels, skip_channels, 1)
         self.dilation = dilation
