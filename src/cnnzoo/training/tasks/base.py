@@ -17,7 +17,21 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
+from cnnzoo.errors import UserError
 from cnnzoo.training.config import TrainConfig, describe
+
+
+def with_imposed(args: dict, imposed: dict[str, Any], source: str) -> dict:
+    """``args`` (the user's model overrides) with what the data decides: a key left unset takes the
+    data's value, one given otherwise is refused (the model would not fit the data)."""
+    args = dict(args)
+    for key, needed in imposed.items():
+        if args.get(key) is None:
+            args[key] = needed
+        elif args[key] != needed:
+            raise UserError(f"{key}={args[key]!r} was given but the data {source!r} needs {needed!r}; "
+                            f"leave {key} unset and it follows the data")
+    return args
 
 
 class TrainMetrics:

@@ -18,7 +18,7 @@ from cnnzoo.devices import autocast
 from cnnzoo.errors import UserError
 from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.training.config import TrainConfig, resolve_config
-from cnnzoo.training.tasks.base import Task, TrainMetrics
+from cnnzoo.training.tasks.base import Task, TrainMetrics, with_imposed
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2015, section 6)
 EVAL_BATCH_SIZE = 256  # validation needs no gradients: larger batches are simply faster
@@ -122,14 +122,8 @@ class ImageClassification(Task):
 
     def model_args(self, config: TrainConfig) -> dict:
         """The user's overrides, plus the class count and channels the data imposes."""
-        args = dict(config.model_args)
-        for key, needed in (("num_classes", self.data.num_classes), ("in_chans", self.data.in_chans)):
-            if args.get(key) is None:
-                args[key] = needed
-            elif args[key] != needed:
-                raise UserError(f"{key}={args[key]} was given but the data {self.source!r} has {needed}; "
-                                f"leave {key} unset and it follows the data")
-        return args
+        return with_imposed(config.model_args, {"num_classes": self.data.num_classes, "in_chans": self.data.in_chans},
+                            self.source)
 
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
         return resolve_config(config, num_train=self.num_train, image_size=self.data.image_size, model=model,

@@ -42,7 +42,7 @@ from cnnzoo.devices import autocast
 from cnnzoo.errors import UserError
 from cnnzoo.registry import get_model_info
 from cnnzoo.training.config import TrainConfig
-from cnnzoo.training.tasks.base import Task, TrainMetrics
+from cnnzoo.training.tasks.base import Task, TrainMetrics, with_imposed
 
 MULAW, CONTINUOUS = "mulaw", "continuous"
 SERIES_SUFFIXES = (".csv", ".tsv")
@@ -262,13 +262,7 @@ class SequenceTask(Task):
         elif args.get("num_conditions"):
             raise UserError("a conditioned WaveNet needs a condition id per file: give --condition-on-folders and "
                             "a folder with one sub-folder per speaker (the number of conditions follows it)")
-        for key, needed in imposed.items():
-            if args.get(key) is None:
-                args[key] = needed
-            elif args[key] != needed:
-                raise UserError(f"{key}={args[key]!r} was given but the data {self.source!r} needs {needed!r}; "
-                                f"leave {key} unset and it follows the data")
-        return args
+        return with_imposed(args, imposed, self.source)
 
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
         """Every option left unset, for this data and model (the reasons are the constants above);
