@@ -35,7 +35,7 @@ def train_cli(*args) -> subprocess.CompletedProcess:
 
 
 def weights(path):
-    return load_checkpoint(path)["model_state"]
+    return load_checkpoint(path).model_state
 
 
 def test_two_processes_train_the_model_one_process_trains_and_write_one_set_of_files(tmp_path):
@@ -73,12 +73,12 @@ def test_a_killed_torchrun_job_resumes_exactly(tmp_path):
                            start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and job.poll() is None:
-        if (cut / "last.pt").exists() and load_checkpoint(cut / "last.pt")["epoch"] >= 2:
+        if (cut / "last.pt").exists() and load_checkpoint(cut / "last.pt").epoch >= 2:
             break
         time.sleep(0.05)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
-    done = load_checkpoint(cut / "last.pt")["epoch"]
+    done = load_checkpoint(cut / "last.pt").epoch
     assert 2 <= done < 12, done  # killed part-way
 
     # ... and resumed under torchrun: the same weights as the uninterrupted job, bit for bit.
@@ -150,8 +150,8 @@ def test_wavenet_trains_under_torchrun_as_in_one_process(tmp_path):
 def test_googlenet_auxiliary_heads_train_under_torchrun_as_in_one_process(tmp_path):
     # DistributedDataParallel sees only forward; GoogLeNet's auxiliary heads are reached through
     # forward_train. Before TrainingForward, they kept their initial weights under torchrun.
-    args = ["googlenet", "--aux-logits", "--data", "synthetic:classes=4,n=256,size=32", "--width-mult", "0.25", "--norm",
-            "layer", "--augment", "none", "--threads", "1", "--batch-size", "32", "--epochs", "1", "--quiet",
+    args = ["googlenet", "--aux-logits", "--data", "synthetic:classes=4,n=256,size=32", "--width-mult", "0.25",
+            "--norm", "layer", "--augment", "none", "--threads", "1", "--batch-size", "32", "--epochs", "1", "--quiet",
             "--drop-rate", "0"]
     two = torchrun("-m", "cnnzoo", "train", *args, "--out", str(tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]

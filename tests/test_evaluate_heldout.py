@@ -61,7 +61,7 @@ def test_the_splits_holding_training_images_are_refused_on_the_training_data(fol
         with pytest.raises(UserError, match="images it learnt from"):
             evaluate(best, str(root), split=split, device="cpu")
     val = evaluate(best, split="val", device="cpu", out_dir=None)
-    assert val.split == "val" and val.accuracy == pytest.approx(load_checkpoint(best)["best_val_acc"])
+    assert val.split == "val" and val.accuracy == pytest.approx(load_checkpoint(best).best_score)
 
 
 def test_data_without_a_test_split_given_again_is_scored_on_the_validation_images(synthetic_run, tmp_path):
@@ -70,7 +70,7 @@ def test_data_without_a_test_split_given_again_is_scored_on_the_validation_image
     result = evaluate(synthetic_run, DATA, out_dir=tmp_path, device="cpu")
     held_out = load_dataset(DATA, seed=3, progress=False).val
     assert result.split == "val" and result.num_images == len(held_out)
-    assert result.accuracy == pytest.approx(load_checkpoint(synthetic_run)["best_val_acc"])
+    assert result.accuracy == pytest.approx(load_checkpoint(synthetic_run).best_score)
     assert "used to choose the best epoch" in result.split_reason
 
 

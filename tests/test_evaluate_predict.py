@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnzoo.cli import main
 from cnnzoo.data import BatchLoader, load_dataset
-from cnnzoo.training import build_model_from_checkpoint, evaluate, load_checkpoint, predict, train
+from cnnzoo.training import TrainConfig, build_model_from_checkpoint, evaluate, load_checkpoint, predict, train
 
 DATA = "synthetic:classes=4,n=256,size=16"
 
@@ -44,7 +44,7 @@ def test_evaluate_reproduces_the_validation_accuracy_and_writes_the_confusion_ma
     best = load_checkpoint(run_dir / "best.pt")
     result = evaluate(run_dir / "best.pt", out_dir=tmp_path, device="cpu")
     assert result.split == "val" and result.num_images == 52
-    assert result.accuracy == pytest.approx(best["best_val_acc"], abs=1e-9)  # the number training logged
+    assert result.accuracy == pytest.approx(best.best_score, abs=1e-9)  # the number training logged
     assert result.top5_accuracy is None  # 4 classes: top-5 would always be 1
     matrix = np.array(result.confusion_matrix)
     assert matrix.shape == (4, 4) and matrix.sum() == 52 and np.trace(matrix) / 52 == pytest.approx(result.accuracy)
@@ -71,14 +71,14 @@ def test_predict_matches_the_model_on_the_training_pipeline(run_dir, val_images)
     predictions = predict(run_dir / "best.pt", paths[:8], top_k=3, device="cpu")
 
     model = build_model_from_checkpoint(ckpt)
-    prep = ckpt["preprocessing"]
-    x, _ = next(iter(BatchLoader(data.val, 8, shuffle=False, mean=prep["mean"], std=prep["std"])))
+    prep = ckpt.image.preprocessing
+    x, _ = next(iter(BatchLoader(data.val, 8, shuffle=False, mean=prep.mean, std=prep.std)))
     with torch.no_grad():
         expected = torch.softmax(model(x), 1)
     for p, probs in zip(predictions, expected):
         assert p.error is None and len(p.top) == 3
         top_class, top_prob = p.top[0]
-        assert top_class == ckpt["class_names"][int(probs.argmax())]
+        assert top_class == ckpt.image.class_names[int(probs.argmax())]
         assert top_prob == pytest.approx(float(probs.max()), abs=1e-5)
         assert [q for _, q in p.top] == sorted((q for _, q in p.top), reverse=True)
 
@@ -139,9 +139,11 @@ def test_evaluate_rejects_data_with_other_classes(run_dir, tmp_path, monkeypatch
 
 
 def test_a_sequence_checkpoint_is_refused_with_what_to_use_instead():
+    from cnnzoo.checkpoint import Checkpoint
     from cnnzoo.errors import UserError
 
-    state = {"format": "cnnzoo-checkpoint", "version": 1, "task": "sequence", "model_name": "wavenet_small"}
+    state = Checkpoint(model_name="wavenet_small", model_args={}, model_state={}, task="sequence", fields=None,
+                       config=TrainConfig(model="wavenet_small"), history=[], monitor="val_loss", best_score=None)
     with pytest.raises(UserError, match="sequence model.*cnnzoo forecast"):
         evaluate(state)
     with pytest.raises(UserError, match="sequence model.*cnnzoo generate"):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from cnnzoo import train
-from cnnzoo.checkpoint import build_model_from_checkpoint
+from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
 from cnnzoo.cli import main
 from cnnzoo.data import BatchLoader, load_dataset
 from cnnzoo.export import (
@@ -176,11 +176,11 @@ def export_cli(*args) -> int:
 
 
 def validation_images(checkpoint_path):
-    ckpt = torch.load(checkpoint_path, weights_only=True)
-    prep = ckpt["preprocessing"]
-    data = load_dataset(DATA, image_size=prep["image_size"], progress=False,
-                        seed=ckpt["config"].get("seed", 0), val_fraction=ckpt["config"].get("val_fraction", 0.2))
-    x, y = next(iter(BatchLoader(data.val, len(data.val), shuffle=False, mean=prep["mean"], std=prep["std"])))
+    ckpt = load_checkpoint(checkpoint_path)
+    prep = ckpt.image.preprocessing
+    data = load_dataset(DATA, image_size=prep.image_size, progress=False,
+                        seed=ckpt.config.seed, val_fraction=ckpt.config.val_fraction)
+    x, y = next(iter(BatchLoader(data.val, len(data.val), shuffle=False, mean=prep.mean, std=prep.std)))
     return x, y
 
 
@@ -197,7 +197,7 @@ def test_int8_agrees_with_fp32_on_a_trained_model_and_is_smaller(runs, name, tmp
     ops = {node.op_type for node in quantized.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
     x, y = validation_images(runs[name])
-    eager = build_model_from_checkpoint(torch.load(runs[name], weights_only=True))
+    eager = build_model_from_checkpoint(load_checkpoint(runs[name]))
     with torch.no_grad():
         fp32_top1 = eager(x).argmax(1)
     int8_top1 = OnnxRuntimeModule(out.read_bytes())(x).argmax(1)
@@ -240,9 +240,9 @@ def test_onnx_export_of_a_checkpoint_carries_its_classes_and_preprocessing(runs,
     text = capsys.readouterr().out
     assert str(out) in text and "passed" in text and "onnxruntime fp32" in text
     meta = read_onnx_metadata(out)
-    ckpt = torch.load(ckpt_path, weights_only=True)
-    assert json.loads(meta["cnnzoo.class_names"]) == list(ckpt["class_names"])
-    assert json.loads(meta["cnnzoo.preprocessing"])["mean"] == pytest.approx(list(ckpt["preprocessing"]["mean"]))
+    ckpt = load_checkpoint(ckpt_path)
+    assert json.loads(meta["cnnzoo.class_names"]) == list(ckpt.image.class_names)
+    assert json.loads(meta["cnnzoo.preprocessing"])["mean"] == pytest.approx(list(ckpt.image.preprocessing.mean))
     assert meta["cnnzoo.model_name"] == "resnet18"
     # Without --dynamic-batch the input takes exactly one image.
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -261,8 +261,7 @@ def test_pt2_export_of_a_checkpoint_and_its_latency_table(runs, tmp_path, capsys
     text = capsys.readouterr().out
     assert "torch.export program" in text and "batch 8" in text and "PyTorch eager" in text
     _, meta = load_pt2(out)
-    assert json.loads(meta["cnnzoo.class_names"]) == list(torch.load(runs["mobilenet_v2"],
-                                                                     weights_only=True)["class_names"])
+    assert json.loads(meta["cnnzoo.class_names"]) == list(load_checkpoint(runs["mobilenet_v2"]).image.class_names)
 
 
 def test_a_failed_verification_exits_1_and_writes_nothing(monkeypatch, tmp_path, capsys):
@@ -319,8 +318,8 @@ def test_int8_runtime_of_a_checkpoint_calibrates_on_its_own_data(runs):
     prepared = prepare_runtime(runs["resnet18"], "int8", threads=1)
     assert prepared.verification.inputs.endswith("validation images of " + DATA)
     assert prepared.verification.passed and prepared.verification.top1_agreement >= 0.9
-    assert prepared.accuracy["images"] == prepared.verification.num_inputs
-    assert abs(prepared.accuracy["int8"] - prepared.accuracy["fp32"]) <= 1 - prepared.verification.top1_agreement
+    assert prepared.accuracy.images == prepared.verification.num_inputs
+    assert abs(prepared.accuracy.int8 - prepared.accuracy.fp32) <= 1 - prepared.verification.top1_agreement
     assert prepared.latency(3, repeats=2, warmup=1).batch_size == 3
 
 

@@ -216,7 +216,7 @@ def test_linear_probe_on_cached_features_trains_the_same_head():
     cached = task.evaluate(model, val_loader, torch.device("cpu"), amp=False)
     full = evaluate_loader(model, BatchLoader(data.val, 64, shuffle=False, mean=data.mean, std=data.std),
                            torch.device("cpu"))
-    assert cached["val_acc"] == full["val_acc"] and cached["val_loss"] == pytest.approx(full["val_loss"], abs=1e-5)
+    assert cached["acc"] == full["acc"] and cached["loss"] == pytest.approx(full["loss"], abs=1e-5)
 
 
 def test_linear_probe_computes_features_when_first_used():

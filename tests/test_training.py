@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.training import TrainConfig, TrainingDiverged, load_checkpoint, save_checkpoint, train
@@ -43,7 +44,7 @@ def test_short_run_learns_and_writes_every_artefact(tmp_path):
     assert result.stopped_reason == "completed"
     assert len(result.history) == 4
     assert result.best_val_acc >= 0.75, result.history  # 4 balanced classes: chance is 0.25
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1].train["loss"] < result.history[0].train["loss"]
     assert result.images_per_s > 0
     for name in ("best.pt", "last.pt", "history.csv", "history.json", "curves.png"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -57,16 +58,19 @@ def test_short_run_learns_and_writes_every_artefact(tmp_path):
     assert saved["stopped_reason"] == "completed" and len(saved["epochs"]) == 4
 
     last = load_checkpoint(tmp_path / "last.pt")  # weights_only=True inside
-    for key in ("model_name", "model_args", "model_state", "class_names", "preprocessing", "config",
-                "history", "epoch", "optimizer_state", "scheduler_state", "rng_state"):
-        assert key in last, key
-    assert last["model_args"] == {"width_mult": 0.25, "num_classes": 4, "in_chans": 3}
-    assert last["preprocessing"]["image_size"] == 16 and len(last["preprocessing"]["mean"]) == 3
-    assert last["epoch"] == 4 and len(last["history"]) == 4
+    for key, value in {"model_name": last.model_name, "model_args": last.model_args, "model_state": last.model_state,
+                       "class_names": last.image.class_names, "preprocessing": last.image.preprocessing,
+                       "config": last.config, "history": last.history, "epoch": last.epoch,
+                       "optimizer_state": last.resume.optimizer, "scheduler_state": last.resume.scheduler,
+                       "rng_state": last.resume.rng}.items():
+        assert value is not None, key
+    assert last.model_args == {"width_mult": 0.25, "num_classes": 4, "in_chans": 3}
+    assert last.image.preprocessing.image_size == 16 and len(last.image.preprocessing.mean) == 3
+    assert last.epoch == 4 and len(last.history) == 4
 
     best = load_checkpoint(tmp_path / "best.pt")
-    assert best["epoch"] == result.best_epoch
-    assert _states_equal(best["model_state"], result.model.state_dict())  # result.model = best weights
+    assert best.epoch == result.best_epoch
+    assert _states_equal(best.model_state, result.model.state_dict())  # result.model = best weights
 
 
 def test_mixed_precision_on_the_cpu_trains(tmp_path):
@@ -74,7 +78,7 @@ def test_mixed_precision_on_the_cpu_trains(tmp_path):
     # Conv2d otherwise computes itself (TINY's last stage has a 1x1 output).
     result = train(epochs=1, amp=True, out_dir=str(tmp_path), **TINY)
     assert result.config.amp and len(result.history) == 1
-    assert math.isfinite(result.history[0]["train_loss"])
+    assert math.isfinite(result.history[0].train["loss"])
 
 
 def test_resume_after_interruption_reproduces_the_uninterrupted_weights(tmp_path):
@@ -82,19 +86,19 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(tmp_path
     straight = train(epochs=epochs, out_dir=str(tmp_path / "straight"), **TINY)
 
     def interrupt_after_first_epoch(record):
-        if record["epoch"] == 1:
+        if record.epoch == 1:
             raise KeyboardInterrupt  # what Ctrl-C does, at the worst moment: right after a checkpoint
 
     cut = train(epochs=epochs, out_dir=str(tmp_path / "cut"), on_epoch_end=interrupt_after_first_epoch, **TINY)
     assert cut.stopped_reason == "interrupted" and len(cut.history) == 1
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "cut" / "last.pt").epoch == 1
 
     resumed = train(epochs=epochs, out_dir=str(tmp_path / "cut"), resume=True, **TINY)
     assert resumed.stopped_reason == "completed" and len(resumed.history) == epochs
     final_straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     final_resumed = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert _states_equal(final_straight["model_state"], final_resumed["model_state"])
-    assert [r["val_acc"] for r in straight.history] == [r["val_acc"] for r in resumed.history]
+    assert _states_equal(final_straight.model_state, final_resumed.model_state)
+    assert [r.val["acc"] for r in straight.history] == [r.val["acc"] for r in resumed.history]
 
 
 def test_resume_through_the_cli_after_a_kill_mid_epoch(tmp_path, monkeypatch):
@@ -113,12 +117,12 @@ def test_resume_through_the_cli_after_a_kill_mid_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_module, "_train_one_epoch", killed_in_second_epoch)
     assert main(["train", *args, "--out", str(tmp_path / "cut")]) == 130
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "cut" / "last.pt").epoch == 1
     monkeypatch.setattr(trainer_module, "_train_one_epoch", real_epoch)
     assert main(["train", *args, "--out", str(tmp_path / "cut"), "--resume"]) == 0
 
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
-    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
+    a = load_checkpoint(tmp_path / "straight" / "last.pt").model_state
+    b = load_checkpoint(tmp_path / "cut" / "last.pt").model_state
     assert _states_equal(a, b)
 
 
@@ -135,8 +139,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     with pytest.raises(TrainingDiverged, match="lower learning rate"):
         train(epochs=3, out_dir=str(tmp_path / "api"), **TINY)
     last = load_checkpoint(tmp_path / "api" / "last.pt")
-    assert last["epoch"] == 1
-    assert all(torch.isfinite(v).all() for v in last["model_state"].values() if v.is_floating_point())
+    assert last.epoch == 1
+    assert all(torch.isfinite(v).all() for v in last.model_state.values() if v.is_floating_point())
     assert len(json.loads((tmp_path / "api" / "history.json").read_text())["epochs"]) == 1
 
     steps.clear()
@@ -147,12 +151,21 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
 def test_a_huge_learning_rate_is_caught_as_divergence(tmp_path):
     with pytest.raises(TrainingDiverged):
         train(epochs=2, lr=1e30, optimizer="adam", out_dir=str(tmp_path), **TINY)
-    assert not (tmp_path / "last.pt").exists() or load_checkpoint(tmp_path / "last.pt")["epoch"] >= 1
+    assert not (tmp_path / "last.pt").exists() or load_checkpoint(tmp_path / "last.pt").epoch >= 1
+
+
+def _checkpoint_after(epochs: int) -> Checkpoint:
+    """A checkpoint of ``epochs`` epochs (no weights: only the write is under test)."""
+    record = EpochRecord(epoch=1, train={"loss": 1.0}, val={"loss": 1.0}, lr=0.1, epoch_time=1.0, throughput=1.0,
+                         elapsed=1.0)
+    return Checkpoint(model_name="resnet18", model_args={}, model_state={}, task="image", fields=None,
+                      config=TrainConfig(model="resnet18"), history=[record] * epochs, monitor="val_loss",
+                      best_score=None)
 
 
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    save_checkpoint({"format": "cnnzoo-checkpoint", "version": 1, "epoch": 1}, path)
+    save_checkpoint(_checkpoint_after(1), path)
 
     def dies_half_way(obj, f, *a, **k):
         f.write(b"PK\x03\x04 half a zip")
@@ -160,14 +173,14 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_file_whole(tmp_pat
 
     monkeypatch.setattr(torch, "save", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint({"format": "cnnzoo-checkpoint", "version": 1, "epoch": 2}, path)
+        save_checkpoint(_checkpoint_after(2), path)
     monkeypatch.undo()
-    assert load_checkpoint(path)["epoch"] == 1
+    assert load_checkpoint(path).epoch == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_early_stopping_and_time_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(image_task, "evaluate_loader", lambda *a, **k: {"val_loss": 1.0, "val_acc": 0.5})
+    monkeypatch.setattr(image_task, "evaluate_loader", lambda *a, **k: {"loss": 1.0, "acc": 0.5})
     result = train(epochs=10, patience=2, out_dir=str(tmp_path / "patience"), **TINY)
     assert result.stopped_reason == "early_stopping" and len(result.history) == 3
     monkeypatch.undo()
@@ -333,9 +346,9 @@ def test_a_time_budget_fits_the_schedule_to_the_epochs_it_holds(tmp_path, monkey
     assert result.planned_epochs == 3 and len(result.history) == 3 and result.estimated_epoch_s == 1.0
     assert result.stopped_reason == "time_budget"
     peak = result.config.lr
-    assert result.history[-1]["lr"] < 0.1 * peak  # cosine ends near zero instead of stopping at its peak
+    assert result.history[-1].lr < 0.1 * peak  # cosine ends near zero instead of stopping at its peak
     saved = load_checkpoint(tmp_path / "last.pt")
-    assert saved["config"]["epochs"] == 3  # the plan is part of the run: --resume keeps it
+    assert saved.config.epochs == 3  # the plan is part of the run: --resume keeps it
 
 
 def test_measuring_an_epoch_leaves_the_run_untouched(tmp_path):

@@ -31,17 +31,17 @@ def test_full_fine_tuning_replaces_the_head_and_runs_the_backbone_slower(pretrai
     assert config.finetune == "full"  # the default with weights
     assert result.model.num_classes == 3
     for record in result.history:  # both rates are logged, and the backbone's is the tenth asked for
-        rates = record["lr_groups"]
-        assert rates["backbone"] == pytest.approx(0.1 * rates["head"]) and rates["head"] == record["lr"]
+        rates = record.lr_groups
+        assert rates["backbone"] == pytest.approx(0.1 * rates["head"]) and rates["head"] == record.lr
     saved = json.loads((tmp_path / "history.json").read_text())
     assert "lr_groups" in saved["epochs"][0]
 
 
 def test_linear_probe_trains_the_head_only(pretrained, tmp_path):
-    start = load_checkpoint(pretrained)["model_state"]
+    start = load_checkpoint(pretrained).model_state
     with pytest.warns(UserWarning, match="classifier"):
         result = train(epochs=3, weights=pretrained, finetune="linear", out_dir=str(tmp_path), **TARGET)
-    after = load_checkpoint(tmp_path / "last.pt")["model_state"]
+    after = load_checkpoint(tmp_path / "last.pt").model_state
     assert all(torch.equal(start[k], after[k]) for k in backbone(after) if after[k].is_floating_point())
     assert result.config.augment == "none" and result.best_val_acc > 0
 
@@ -50,7 +50,7 @@ def test_gradual_unfreezes_once_and_resumes_exactly(pretrained, tmp_path, monkey
     args = dict(epochs=5, weights=pretrained, finetune="gradual", **TARGET)
     with pytest.warns(UserWarning):
         straight = train(out_dir=str(tmp_path / "straight"), **args)
-    events = [r.get("event") for r in straight.history]
+    events = [r.event for r in straight.history]
     assert events == [None, "unfroze the backbone at epoch 2", None, None, None]
 
     real_epoch = trainer_module._train_one_epoch
@@ -68,16 +68,16 @@ def test_gradual_unfreezes_once_and_resumes_exactly(pretrained, tmp_path, monkey
     assert cut.stopped_reason == "interrupted" and len(cut.history) == 2
     monkeypatch.setattr(trainer_module, "_train_one_epoch", real_epoch)
     train(out_dir=str(tmp_path / "cut"), resume=True, **args)  # last.pt holds the weights: none read again
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
-    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
+    a = load_checkpoint(tmp_path / "straight" / "last.pt").model_state
+    b = load_checkpoint(tmp_path / "cut" / "last.pt").model_state
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_freeze_bn_keeps_the_statistics_of_the_weights(pretrained, tmp_path):
-    start = load_checkpoint(pretrained)["model_state"]
+    start = load_checkpoint(pretrained).model_state
     with pytest.warns(UserWarning):
         train(epochs=2, weights=pretrained, freeze_bn=True, out_dir=str(tmp_path), **TARGET)
-    after = load_checkpoint(tmp_path / "last.pt")["model_state"]
+    after = load_checkpoint(tmp_path / "last.pt").model_state
     stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(start[k], after[k]) for k in stats)
 

@@ -11,7 +11,7 @@ from cnnzoo.registry import get_model_info, list_models
 __version__ = "0.1.0"
 
 # Heavier entry points are imported on first use: `cnnzoo list` and `cnnzoo summary` should not pay
-# for training, data loading (scikit-learn, PIL) and comparison (measured: about +0.6 s).
+# for training, data loading (scikit-learn, PIL) and comparison, which are slow to import.
 _LAZY = {
     "summary": "cnnzoo.profiling",
     "train": "cnnzoo.training",

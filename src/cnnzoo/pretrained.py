@@ -24,14 +24,13 @@ from typing import Optional, Union
 
 import torch
 
-from cnnzoo.checkpoint import is_checkpoint, read_torch_file
+from cnnzoo.checkpoint import Checkpoint, ImageFields, read_weights_file
 from cnnzoo.errors import UserError
+from cnnzoo.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from cnnzoo.registry import ModelError, get_model_info
 
 # Names that select torchvision's ImageNet-1k weights (compared without case).
 WEIGHT_NAMES = ("torchvision", "imagenet")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 URL_ROOT = "https://download.pytorch.org/models/"
 WeightsArg = Union[str, os.PathLike]
 
@@ -62,8 +61,9 @@ class PublishedWeights:
     def address(self) -> str:
         return self.url or URL_ROOT + self.file_name
 
-    def preprocessing(self) -> dict:
-        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std)}
+    def preprocessing(self) -> Preprocessing:
+        """torchvision's transform as a record: a resize of the shorter side, then the centre crop."""
+        return Preprocessing(self.image_size, self.mean, self.std, resize="shorter_crop")
 
     def describe(self) -> str:
         return (f"torchvision ImageNet-1k, {self.file_name} ({self.size_mb:.0f} MB, top-1 "
@@ -186,13 +186,13 @@ def download(row: PublishedWeights, path: Path, *, progress: bool = True) -> Non
                         f"--weights PATH)") from None
 
 
-def weights_preprocessing(weights: Optional[WeightsArg], model_name: str) -> Optional[dict]:
-    """``{"image_size", "mean", "std"}`` the weights expect (the mean and std per channel, in [0, 1]
-    pixel units), or None when they do not say: no weights, or a plain state dict.
+def weights_preprocessing(weights: Optional[WeightsArg], model_name: str) -> Optional[Preprocessing]:
+    """How the weights expect images (size, resize, mean and std per channel in [0, 1] pixel units),
+    or None when they do not say: no weights, or a plain state dict.
 
-    A published name gives its table row; a cnnzoo checkpoint its own ``"preprocessing"`` (the one
-    it was trained with, ``"resize"`` included); a local copy of torchvision's file (recognised by its
-    file name) the same as the name would. Reads a local file (weights only) to find out.
+    A published name gives its table row; a cnnzoo checkpoint of an image model its own (the one it
+    was trained with); a local copy of torchvision's file (recognised by its file name) the same as
+    the name would. Reads a local file (weights only) to find out.
     """
     if weights is None:
         return None
@@ -202,7 +202,7 @@ def weights_preprocessing(weights: Optional[WeightsArg], model_name: str) -> Opt
     row = TORCHVISION_WEIGHTS.get(model_name)
     if row is not None and path.name == row.file_name:
         return row.preprocessing()
-    obj = read_torch_file(path, "weights file", error=ModelError)
-    if is_checkpoint(obj) and isinstance(obj.get("preprocessing"), dict):
-        return dict(obj["preprocessing"])
+    obj = read_weights_file(path, error=ModelError)
+    if isinstance(obj, Checkpoint) and isinstance(obj.fields, ImageFields):
+        return obj.fields.preprocessing
     return None

@@ -17,7 +17,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from cnnzoo.checkpoint import check_version, is_checkpoint, read_torch_file
+from cnnzoo.checkpoint import Checkpoint, read_weights_file
 from cnnzoo.pretrained import resolve_weights_file
 from cnnzoo.registry import ModelError, ModelInfo
 
@@ -65,15 +65,13 @@ def load_weights(info: ModelInfo, args: dict[str, Any], weights: Union[str, os.P
 
 def _read_state(info: ModelInfo, path: str) -> tuple[dict, dict]:
     """The state dict in ``path`` and the model arguments stored beside it (our checkpoints only)."""
-    obj = read_torch_file(path, "weights file", error=ModelError, hint=READ_HINT)
-    if is_checkpoint(obj):
-        check_version(obj, path)
-        saved_name = obj.get("model_name")
-        if saved_name and saved_name != info.name:
-            raise ModelError(f"{path!r} is a checkpoint of {saved_name!r}, not of {info.name!r}; "
-                             f"create {saved_name!r} to load it")
-        state, file_args = obj.get("model_state"), dict(obj.get("model_args") or {})
-        file_args = {k: v for k, v in file_args.items() if k in info.arguments}
+    obj = read_weights_file(path, error=ModelError, hint=READ_HINT)
+    if isinstance(obj, Checkpoint):
+        if obj.model_name != info.name:
+            raise ModelError(f"{path!r} is a checkpoint of {obj.model_name!r}, not of {info.name!r}; "
+                             f"create {obj.model_name!r} to load it")
+        state = obj.model_state
+        file_args = {k: v for k, v in obj.model_args.items() if k in info.arguments}
     else:
         state, file_args = obj, {}
     if not isinstance(state, dict) or not state or not all(

@@ -11,22 +11,26 @@ from cnnzoo.layers.factories import ACT_NAMES, NORM_NAMES
 from cnnzoo.registry import parse_value
 from cnnzoo.training.config import TrainConfig, training_options
 
+# The overrides most models take, as (argument name, argparse options): the flags and the names
+# model_overrides reads both come from here. Others pass through as ``--name value`` (see the CLI docstring).
+MODEL_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("num_classes", dict(type=int, help="number of output classes")),
+    ("in_chans", dict(type=int, help="input channels")),
+    ("width_mult", dict(type=float, help="width multiplier (alpha) where the family has one")),
+    ("norm", dict(choices=NORM_NAMES, help="normalisation layer")),
+    ("act", dict(choices=ACT_NAMES, help="activation")),
+    ("drop_rate", dict(type=float, help="dropout before the classifier")),
+    ("conv_bias", dict(action=argparse.BooleanOptionalAction, default=None, help="give convolutions a bias")),
+)
+MODEL_ARGUMENT_NAMES = tuple(name for name, _ in MODEL_ARGUMENTS)
+
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The overrides most models take. Others pass through as ``--name value`` (see the CLI docstring)."""
+    """The overrides most models take (:data:`MODEL_ARGUMENTS`)."""
     g = parser.add_argument_group("model overrides (left unset, each model keeps its own default; "
                                   "any other constructor argument can be given as --name value)")
-    g.add_argument("--num-classes", type=int, help="number of output classes")
-    g.add_argument("--in-chans", type=int, help="input channels")
-    g.add_argument("--width-mult", type=float, help="width multiplier (alpha) where the family has one")
-    g.add_argument("--norm", choices=NORM_NAMES, help="normalisation layer")
-    g.add_argument("--act", choices=ACT_NAMES, help="activation")
-    g.add_argument("--drop-rate", type=float, help="dropout before the classifier")
-    g.add_argument("--conv-bias", action=argparse.BooleanOptionalAction, default=None,
-                   help="give convolutions a bias")
-
-
-MODEL_ARGUMENT_NAMES = ("num_classes", "in_chans", "width_mult", "norm", "act", "drop_rate", "conv_bias")
+    for name, options in MODEL_ARGUMENTS:
+        g.add_argument("--" + name.replace("_", "-"), **options)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,10 +21,10 @@ import sys
 
 from cnnzoo.cli import EXIT_FAILED, EXIT_OK
 from cnnzoo.cli.common import add_model_arguments, model_overrides
+from cnnzoo.export.formats import FORMATS, QUANTIZATIONS
 
 HELP = "export to ONNX or .pt2 (optionally int8), verified against eager PyTorch and timed"
 TAKES_MODEL_OVERRIDES = True
-FORMATS, QUANTIZATIONS = ("onnx", "pt2"), ("int8",)  # as cnnzoo.export.pipeline's, without importing it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here, not at the top: cnnzoo.export brings onnx and onnxruntime (0.23 s measured after
-    # `import cnnzoo`), which every other subcommand would pay for, since the CLI loads them all.
-    from cnnzoo.export import ExportError, export_model
+    # Imported here, not at the top: the exporters bring onnx and onnxruntime, costly imports that every
+    # other subcommand would pay for, since the CLI loads them all.
+    from cnnzoo.export.pipeline import export_model
+    from cnnzoo.export.verify import ExportError
 
     try:
         report = export_model(args.model, args.format, out=args.out, opset=args.opset,
@@ -107,10 +108,7 @@ def format_report(report) -> str:
         lines.append(f"  calibrated on {report.calibration}")
     lines.append(f"  verified   {report.verification.summary()}")
     if report.accuracy:
-        acc = report.accuracy
-        change = 100 * (acc["int8"] - acc["fp32"]) + 0.0  # + 0.0: no "-0.0"
-        lines.append(f"  accuracy   fp32 {acc['fp32']:.4f}, int8 {acc['int8']:.4f} ({change:+.1f} points) "
-                     f"on {acc['images']} {acc['data']}: {_changed(acc)}")
+        lines.append(f"  accuracy   {report.accuracy.summary()}")
     size = f"  size       {_mb(report.file_bytes)}"
     if report.fp32_file_bytes:
         size += f" = {report.file_bytes / report.fp32_file_bytes:.1%} of the fp32 ONNX ({_mb(report.fp32_file_bytes)})"
@@ -124,15 +122,6 @@ def format_report(report) -> str:
     lines.extend("             " + row for row in _latency_table(report.latency))
     lines.extend(f"  note       {note}" for note in report.notes)
     return "\n".join(lines)
-
-
-def _changed(acc: dict) -> str:
-    """Which way the predictions that int8 changed went: a drop of one image in a few flips each
-    way is noise, a drop made of flips one way only is a cost."""
-    right, wrong = acc["now_right"], acc["now_wrong"]
-    if right + wrong == 0:
-        return "no image changed between right and wrong"
-    return f"{wrong} image{'s' if wrong != 1 else ''} became wrong, {right} became right"
 
 
 def _cpu(cpu: dict) -> str:

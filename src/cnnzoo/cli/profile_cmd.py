@@ -18,6 +18,7 @@ import json
 
 from cnnzoo.cli.common import add_model_arguments, input_size, int_list, model_overrides
 from cnnzoo.errors import UserError
+from cnnzoo.export.formats import RUNTIMES
 from cnnzoo.factory import create_model, create_model_with_args
 from cnnzoo.profiling import summary
 from cnnzoo.profiling.profile import format_profile_table, profile_models
@@ -48,9 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_list(text: str) -> list[str]:
-    # measured: cnnzoo.export takes 0.23 s to import (onnx, onnxruntime); only --runtime pays it
-    from cnnzoo.export.runtimes import RUNTIMES
-
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in RUNTIMES]
     if unknown or not names:
@@ -87,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _add_runtimes(report: dict, args: argparse.Namespace, runtimes: list[str]) -> None:
     """Rows for each model under each exported runtime, beside PyTorch's own."""
-    from cnnzoo.export import ExportError, cpu_info, prepare_runtime  # 0.23 s: see runtime_list
+    # imported here: the exporters bring onnx and onnxruntime, costly imports only --runtime needs
+    from cnnzoo.export.cpu import cpu_info
+    from cnnzoo.export.runtimes import prepare_runtime
+    from cnnzoo.export.verify import ExportError
 
     report["cpu"] = cpu_info().to_dict()
     peak = report["matmul_peak_gflops"].get("cpu")

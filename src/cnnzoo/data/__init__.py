@@ -8,9 +8,12 @@
         for x, y in loader: ...                           # x float32 [B, 3, H, W], y int64 [B]
 """
 from cnnzoo.data.augment import AUGMENT_PRESETS, HorizontalFlip, PadCrop, RandomResizedCrop
-from cnnzoo.data.loader import BatchLoader
-from cnnzoo.data.sources import RESIZE_MODES, default_cache_dir, load_dataset
+from cnnzoo.data.loader import BatchLoader, Loader, epoch_batches
+from cnnzoo.data.show import ImageGrid, show_batch, show_mistakes
+from cnnzoo.data.sources import default_cache_dir, load_dataset
 from cnnzoo.data.splits import DataError, DataSplits, ImageSet, class_index_map
+from cnnzoo.preprocessing import RESIZE_MODES
 
-__all__ = ["load_dataset", "BatchLoader", "DataSplits", "ImageSet", "DataError", "AUGMENT_PRESETS",
-           "RESIZE_MODES", "default_cache_dir", "class_index_map", "HorizontalFlip", "PadCrop", "RandomResizedCrop"]
+__all__ = ["load_dataset", "BatchLoader", "Loader", "epoch_batches", "DataSplits", "ImageSet", "DataError",
+           "AUGMENT_PRESETS", "RESIZE_MODES", "default_cache_dir", "class_index_map", "HorizontalFlip", "PadCrop",
+           "RandomResizedCrop", "ImageGrid", "show_batch", "show_mistakes"]

@@ -6,13 +6,35 @@ vectorised torch ops. Order and augmentation are a function of ``(seed, epoch)``
 from __future__ import annotations
 
 import math
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from cnnzoo.data.augment import apply_augment, resolve_augment
 from cnnzoo.data.splits import DataError, ImageSet
+from cnnzoo.preprocessing import Preprocessing
+
+
+class Loader(Protocol):
+    """What the training loop reads batches through (images, cached features, sequence windows).
+
+    ``set_epoch(e)`` makes the next pass's order and augmentation those of epoch ``e`` (a function of
+    the seed and ``e`` only: what makes resuming exact); ``len()`` is the batches of a pass;
+    ``num_samples`` the samples this process reads per pass (its part, under torchrun);
+    ``batch_size`` the (global) batch it was made with.
+    """
+
+    batch_size: int
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    @property
+    def num_samples(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -21,12 +43,24 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+def epoch_batches(num: int, batch_size: int, generator: Optional[torch.Generator], *, shuffle: bool,
+                  drop_last: bool) -> list[np.ndarray]:
+    """The sorted sample indices of each batch of one pass over ``num`` samples: a permutation drawn
+    from ``generator`` cut into batches when shuffling, else ``0..num-1`` in order; with ``drop_last``
+    the last partial batch is left out. Sorted within a batch: memmap reads go forward."""
+    order = torch.randperm(num, generator=generator).numpy() if shuffle else np.arange(num)
+    last = num + 1 if drop_last else num + batch_size  # drop_last: no stop past the end
+    return [np.sort(order[stop - batch_size:stop]) for stop in range(batch_size, last, batch_size)]
+
+
 class BatchLoader:
     """Iterate ``(x, y)`` batches over an :class:`ImageSet`.
 
     ``x`` is float32 ``[B, 3, H, W]``, ``(pixels / 255 - mean) / std`` (``channels_last`` when asked);
     ``y`` is int64 ``[B]``. ``augment`` is a preset name from ``AUGMENT_PRESETS`` or a list of steps.
-    ``mean``/``std`` default to no shift and no scaling (just / 255).
+    ``preprocessing`` gives the channel order, mean and std a model takes (its size and resize mode
+    were applied when the images were prepared); or give ``mean``/``std`` alone (data statistics).
+    Neither: no shift and no scaling (just / 255).
 
     Call ``set_epoch(e)`` before each epoch for exact resumption; iterating again without it moves
     on to the next epoch, so a loop that never calls it still sees a fresh order every epoch.
@@ -42,7 +76,7 @@ class BatchLoader:
     def __init__(self, image_set: ImageSet, batch_size: int, *, shuffle: bool = True, augment="none",
                  seed: int = 0, drop_last: bool = False, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, channels_last: bool = False, device="cpu",
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), preprocessing: Optional[Preprocessing] = None):
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if len(image_set) == 0:
@@ -66,11 +100,14 @@ class BatchLoader:
         self.channels_last = channels_last
         self.device = torch.device(device)
         self.epoch = 0
-        mean = torch.tensor(mean if mean is not None else (0.0, 0.0, 0.0), dtype=torch.float32)
-        std = torch.tensor(std if std is not None else (1.0, 1.0, 1.0), dtype=torch.float32)
+        if preprocessing is not None:
+            mean, std = preprocessing.mean, preprocessing.std
+        self._bgr = preprocessing is not None and preprocessing.channel_order == "bgr"
+        mean_t = torch.tensor(mean if mean is not None else (0.0, 0.0, 0.0), dtype=torch.float32)
+        std_t = torch.tensor(std if std is not None else (1.0, 1.0, 1.0), dtype=torch.float32)
         # (x / 255 - mean) / std == x * scale - shift: one multiply-add per pixel.
-        self._scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1).to(self.device)
-        self._shift = (mean / std).view(1, -1, 1, 1).to(self.device)
+        self._scale = (1.0 / (255.0 * std_t)).view(1, -1, 1, 1).to(self.device)
+        self._shift = (mean_t / std_t).view(1, -1, 1, 1).to(self.device)
         self._labels = torch.from_numpy(np.asarray(image_set.labels, dtype=np.int64))
 
     def set_epoch(self, epoch: int) -> None:
@@ -88,15 +125,10 @@ class BatchLoader:
 
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
         """The sorted sample indices of every batch of ``epoch`` (what iterating yields, without pixels)."""
-        gen = epoch_generator(self.seed, epoch)
-        return self._batches(gen)
+        return self._batches(epoch_generator(self.seed, epoch))
 
     def _batches(self, gen: torch.Generator) -> list[np.ndarray]:
-        n = len(self.image_set)
-        order = torch.randperm(n, generator=gen).numpy() if self.shuffle else np.arange(n)
-        last = n + 1 if self.drop_last else n + self.batch_size  # drop_last: no stop past the end
-        stops = range(self.batch_size, last, self.batch_size)
-        return [np.sort(order[stop - self.batch_size:stop]) for stop in stops]
+        return epoch_batches(len(self.image_set), self.batch_size, gen, shuffle=self.shuffle, drop_last=self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -120,6 +152,8 @@ class BatchLoader:
         x = apply_augment(self.augment, x, gen)[mine]
         idx = idx[mine]
         x = x.float() if x.dtype != torch.float32 else x
+        if self._bgr:
+            x = x.flip(1)
         x = x.mul_(self._scale).sub_(self._shift)  # in place: a third of the memory traffic
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

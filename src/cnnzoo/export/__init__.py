@@ -10,18 +10,29 @@ and time them where they will run.
 onnx, onnxscript and onnxruntime are the optional ``[export]`` extra; without them ONNX and int8
 say what to install, and fold_bn, pt2 and the torch runtimes still work.
 """
-from cnnzoo.export.calibration import CalibrationData, load_calibration
-from cnnzoo.export.cpu import CpuInfo, cpu_info
-from cnnzoo.export.fold import conv_bn_pairs, fold_bn
-from cnnzoo.export.onnx_export import export_onnx, read_onnx_metadata
-from cnnzoo.export.pipeline import FORMATS, ExportReport, export_model
-from cnnzoo.export.pt2 import export_pt2, load_pt2
-from cnnzoo.export.quantize import quantize_int8
-from cnnzoo.export.runtimes import RUNTIMES, OnnxRuntimeModule, PreparedRuntime, prepare_runtime, runtime_latency
-from cnnzoo.export.source import ModelSource, load_source
-from cnnzoo.export.verify import ExportError, Verification, VerificationError
+import importlib
+from typing import Any
 
-__all__ = ["export_model", "ExportReport", "FORMATS", "fold_bn", "conv_bn_pairs", "export_onnx",
-           "read_onnx_metadata", "export_pt2", "load_pt2", "quantize_int8", "prepare_runtime", "runtime_latency",
-           "PreparedRuntime", "RUNTIMES", "OnnxRuntimeModule", "cpu_info", "CpuInfo", "load_calibration",
-           "CalibrationData", "load_source", "ModelSource", "Verification", "ExportError", "VerificationError"]
+# Loaded on first use (PEP 562): the exporters bring onnx and onnxruntime, costly imports that the
+# command line, which lists `cnnzoo export`'s choices (cnnzoo.export.formats) on every run, must not pay.
+_HOMES = {
+    "CalibrationData": "calibration", "load_calibration": "calibration",
+    "CpuInfo": "cpu", "cpu_info": "cpu",
+    "conv_bn_pairs": "fold", "fold_bn": "fold",
+    "FORMATS": "formats", "QUANTIZATIONS": "formats", "RUNTIMES": "formats",
+    "export_onnx": "onnx_export", "read_onnx_metadata": "onnx_export",
+    "ExportReport": "pipeline", "export_model": "pipeline",
+    "export_pt2": "pt2", "load_pt2": "pt2",
+    "quantize_int8": "quantize",
+    "OnnxRuntimeModule": "runtimes", "PreparedRuntime": "runtimes",
+    "prepare_runtime": "runtimes", "runtime_latency": "runtimes",
+    "ModelSource": "source", "load_source": "source",
+    "ExportError": "verify", "Int8Accuracy": "verify", "Verification": "verify", "VerificationError": "verify",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'cnnzoo.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cnnzoo.export.{_HOMES[name]}"), name)

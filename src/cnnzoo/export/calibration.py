@@ -3,6 +3,7 @@ validation split) with labels in the model's class order, both prepared as the m
 (its image size, resize mode, mean and std)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Union
@@ -13,6 +14,7 @@ import torch
 from cnnzoo.data import BatchLoader, DataError, DataSplits, ImageSet, class_index_map, load_dataset
 from cnnzoo.errors import UserError
 from cnnzoo.export.source import ModelSource
+from cnnzoo.preprocessing import Preprocessing
 
 # 128 or all 240 training images of flowers-mini made the same int8 MobileNetV2 and ResNet-18 (same
 # agreement with fp32, same accuracy): MinMax ranges settle early.
@@ -23,8 +25,7 @@ MAX_EVAL_IMAGES = 2000     # an accuracy's standard error is then about 1 point;
 @dataclass
 class CalibrationData:
     source: str
-    mean: tuple
-    std: tuple
+    preprocessing: Preprocessing  # the model's (the data's own statistics for random weights)
     calibration: ImageSet         # a seeded sample of the training split
     evaluation: ImageSet          # the validation split (a sample of it if large), else the calibration images
     evaluation_name: str          # "validation images", or "calibration images (...)" without a validation split
@@ -38,7 +39,7 @@ class CalibrationData:
         return (x for x, _ in self._loader(self.evaluation, batch_size))
 
     def _loader(self, images: ImageSet, batch_size: int) -> BatchLoader:
-        return BatchLoader(images, batch_size, shuffle=False, mean=self.mean, std=self.std)
+        return BatchLoader(images, batch_size, shuffle=False, preprocessing=self.preprocessing)
 
     def describe(self) -> str:
         return (f"{len(self.calibration)} training images of {self.source}; evaluated on "
@@ -46,17 +47,18 @@ class CalibrationData:
 
 
 def load_calibration(data: Union[str, os.PathLike, DataSplits], *, image_size: int,
-                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                     resize: str = "shorter_crop", class_names: Optional[Sequence[str]] = None,
+                     preprocessing: Optional[Preprocessing] = None, class_names: Optional[Sequence[str]] = None,
                      num_images: int = CALIBRATION_IMAGES, max_eval_images: int = MAX_EVAL_IMAGES,
                      val_fraction: float = 0.2, seed: int = 0, cache_dir=None) -> CalibrationData:
-    """Load ``data`` (a source or prepared splits) at ``image_size`` with the model's ``mean``/``std``
-    (the data's own when the model has none, i.e. random weights). Give the ``val_fraction`` and
-    ``seed`` training used, so that its validation split holds only images the model never saw."""
+    """Load ``data`` (a source or prepared splits) at ``image_size``, prepared with the model's
+    ``preprocessing`` (resize, channel order, mean and std; the data's own statistics when the model
+    has none, i.e. random weights). Give the ``val_fraction`` and ``seed`` training used, so that its
+    validation split holds only images the model never saw."""
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise UserError(f"the number of calibration images must be at least 1, got {num_images!r}")
     if not isinstance(data, DataSplits):
         try:
+            resize = preprocessing.resize if preprocessing else "shorter_crop"
             data = load_dataset(data, image_size=image_size, val_fraction=val_fraction, seed=seed, resize=resize,
                                 cache_dir=cache_dir, progress=False)
         except UserError as err:
@@ -72,8 +74,9 @@ def load_calibration(data: Union[str, os.PathLike, DataSplits], *, image_size: i
     else:
         evaluation, name = calibration, "calibration images (the data has no validation split)"
     labels, note = _model_labels(evaluation, data, class_names)
-    return CalibrationData(str(data.source), tuple(mean or data.mean), tuple(std or data.std), calibration,
-                           evaluation, name, labels, note)
+    prep = (dataclasses.replace(preprocessing, image_size=image_size) if preprocessing
+            else Preprocessing(image_size, data.mean, data.std))
+    return CalibrationData(str(data.source), prep, calibration, evaluation, name, labels, note)
 
 
 def _sample(images: ImageSet, n: int, rng: np.random.Generator) -> ImageSet:
@@ -98,17 +101,12 @@ def _model_labels(images: ImageSet, data: DataSplits,
 def calibration_for(source: ModelSource, calibration, num_images: int) -> Optional[CalibrationData]:
     """The images int8 calibrates on: ``calibration`` if given, else a checkpoint's own training
     data, else none (random weights)."""
-    config = (source.checkpoint or {}).get("config") or {}
+    config = source.checkpoint.config if source.checkpoint is not None else None
     if calibration is None:
-        if source.checkpoint is None:
+        if config is None:
             return None
-        calibration = config.get("data")
-        if calibration is None:
-            raise UserError(f"{source.description}: the checkpoint does not name its training data; "
-                            "give calibration data")
-    prep = source.preprocessing or {}
-    return load_calibration(calibration, image_size=source.input_size[-1], mean=prep.get("mean"),
-                            std=prep.get("std"), resize=prep.get("resize", "shorter_crop"),
+        calibration = config.data  # the data it was trained on
+    return load_calibration(calibration, image_size=source.input_size[-1], preprocessing=source.preprocessing,
                             class_names=source.class_names, num_images=num_images,
-                            val_fraction=config.get("val_fraction", 0.2), seed=config.get("seed", 0),
-                            cache_dir=config.get("cache_dir"))
+                            val_fraction=config.val_fraction if config else 0.2, seed=config.seed if config else 0,
+                            cache_dir=config.cache_dir if config else None)

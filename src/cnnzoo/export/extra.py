@@ -3,9 +3,8 @@
 They are imported here once, at the top; when they are absent the names are ``None`` and
 :func:`require_export_extra` tells the user what to install, so ``import cnnzoo.export`` (fold_bn,
 pt2, the torch runtimes) still works without them. onnxscript is only looked up, not imported: torch
-imports it itself when exporting, and importing it costs 0.31 s after torch (measured with
-``python -X importtime`` on the 2-core Xeon this was written on, where onnx, onnxruntime and its
-quantisation tools together cost 0.14 s).
+imports it itself when exporting, and it is the costliest of the three to import
+(``python -X importtime -c "import onnxscript"`` shows by how much).
 """
 from __future__ import annotations
 

@@ -14,12 +14,14 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from cnnzoo.checkpoint import Checkpoint
 from cnnzoo.data import DataSplits
 from cnnzoo.errors import UserError
 from cnnzoo.export.calibration import CALIBRATION_IMAGES, calibration_for
 from cnnzoo.export.cpu import cpu_info
 from cnnzoo.export.extra import onnx, require_export_extra
 from cnnzoo.export.fold import count_batch_norms, fold_bn
+from cnnzoo.export.formats import FORMATS, QUANTIZATIONS, SUFFIXES
 from cnnzoo.export.onnx_export import check_opset, export_onnx, opset_of
 from cnnzoo.export.pt2 import export_pt2, load_pt2, pt2_bytes
 from cnnzoo.export.quantize import quantize_int8
@@ -27,16 +29,15 @@ from cnnzoo.export.runtimes import ExportedProgramModule, OnnxRuntimeModule, Pre
 from cnnzoo.export.source import ModelSource, load_source
 from cnnzoo.export.verify import (
     MIN_AGREEMENT,
+    Int8Accuracy,
     Verification,
     VerificationError,
-    accuracy_before_after,
     verify_exported,
 )
 from cnnzoo.files import atomic_write_bytes
 
-FORMATS = ("onnx", "pt2")
-QUANTIZATIONS = ("int8",)
-SUFFIXES = {("onnx", None): ".onnx", ("onnx", "int8"): ".int8.onnx", ("pt2", None): ".pt2"}
+__all__ = ["export_model", "ExportReport", "FORMATS", "QUANTIZATIONS", "default_output", "check_request"]
+
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ExportReport:
     checkpoint_bytes: Optional[int]  # the checkpoint file (optimizer state and history included)
     fp32_file_bytes: Optional[int]  # int8: the fp32 ONNX file it was quantised from
     verification: Verification
-    accuracy: Optional[dict]        # int8 with labelled data: verify.accuracy_before_after's, and "data"
+    accuracy: Optional[Int8Accuracy]  # int8 with labelled data
     calibration: Optional[str]
     threads: int
     cpu: dict
@@ -63,7 +64,7 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "accuracy": self.accuracy.to_dict() if self.accuracy else None}
 
 
 def default_output(source: ModelSource, fmt: str, quantize: Optional[str]) -> Path:
@@ -94,14 +95,14 @@ def check_request(fmt: str, quantize: Optional[str], calibration, opset: Optiona
         check_opset(opset)
 
 
-def export_model(model: Union[str, os.PathLike, dict, nn.Module], fmt: str = "onnx", *,
+def export_model(model: Union[str, os.PathLike, Checkpoint, nn.Module], fmt: str = "onnx", *,
                  out: Union[None, str, os.PathLike] = None, opset: Optional[int] = None,
                  dynamic_batch: bool = False, image_size: Optional[int] = None, quantize: Optional[str] = None,
                  calibration: Union[None, str, os.PathLike, DataSplits] = None,
                  calibration_images: int = CALIBRATION_IMAGES, min_agreement: float = MIN_AGREEMENT,
                  threads: Optional[int] = None, latency_batch: int = 32, repeats: int = 10, warmup: int = 2,
                  input_size: Optional[tuple] = None, **overrides: Any) -> ExportReport:
-    """Export, verify, write and time ``model`` (a checkpoint path or dict, a registered name with
+    """Export, verify, write and time ``model`` (a checkpoint path or record, a registered name with
     ``overrides``, or an ``nn.Module`` with ``input_size``). Raises ``VerificationError`` (and writes
     nothing) when the exported file does not compute what the eager model does."""
     check_request(fmt, quantize, calibration, opset)
@@ -127,9 +128,9 @@ def export_model(model: Union[str, os.PathLike, dict, nn.Module], fmt: str = "on
             # Not a broken export but int8's rounding flipping predictions that were close to a tie:
             # say what it costs, so that the user can decide whether to accept it.
             if data is not None and data.labels is not None:
-                acc = accuracy_before_after(outputs, data.labels)
-                message += (f". Accuracy on those images: fp32 {acc['fp32']:.1%}, int8 {acc['int8']:.1%} "
-                            f"({acc['now_wrong']} became wrong, {acc['now_right']} right)")
+                acc = Int8Accuracy.measure(outputs, data.labels)
+                message += (f". Accuracy on those images: fp32 {acc.fp32:.1%}, int8 {acc.int8:.1%} "
+                            f"({acc.became_wrong} became wrong, {acc.became_right} right)")
             message += (f". int8 flips predictions that are close to a tie between classes; to write the file "
                         f"anyway, lower the bar with --min-agreement (now {min_agreement:g})")
         raise VerificationError(message)
@@ -144,8 +145,7 @@ def export_model(model: Union[str, os.PathLike, dict, nn.Module], fmt: str = "on
         fp32_file_bytes=len(result.fp32_payload) if result.fp32_payload else None, verification=verification,
         accuracy=None, calibration=data.describe() if data else None, threads=threads, cpu=cpu_info().to_dict())
     if data is not None and data.labels is not None:
-        report.accuracy = {"data": f"{data.evaluation_name} of {data.source}",
-                           **accuracy_before_after(outputs, data.labels)}
+        report.accuracy = Int8Accuracy.measure(outputs, data.labels, f"{data.evaluation_name} of {data.source}")
     elif data is not None:
         report.notes.append(f"accuracy not reported: {data.labels_note}")
 

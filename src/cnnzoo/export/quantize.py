@@ -9,10 +9,10 @@ where the speed comes from (VNNI/AMX dot products on x86; none without them).
 
 Biases stay float32 in the file (``QuantizeBias: False``); onnxruntime quantises them to int32 with
 the input and weight scales when it fuses the convolution, which is the int32 bias the quantiser
-would have written, so outputs and speed are unchanged (measured: identical logits, the same
-QLinearConv/QGemm graph, latency within noise). What changes is the file: a quantised bias costs
-its int32 values plus a float32 scale and an int32 zero point per channel, 12 bytes a channel
-instead of 4. In a narrow network that is most of the overhead beside the int8 weights:
+would have written, so outputs and speed are unchanged (identical logits, the same QLinearConv/QGemm
+graph; benchmarks/bench_export.py times it). What changes is the file: a quantised bias costs its
+int32 values plus a float32 scale and an int32 zero point per channel, 12 bytes a channel instead
+of 4. In a narrow network that is most of the overhead beside the int8 weights:
 MobileNetV2 x0.5 with 5 classes went from 33 % to 30 % of the fp32 file.
 """
 from __future__ import annotations

@@ -12,24 +12,25 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from cnnzoo.checkpoint import Checkpoint
 from cnnzoo.data import DataSplits
 from cnnzoo.errors import UserError
 from cnnzoo.export.calibration import CALIBRATION_IMAGES, calibration_for
 from cnnzoo.export.extra import onnxruntime, require_export_extra
 from cnnzoo.export.fold import fold_bn
+from cnnzoo.export.formats import RUNTIMES
 from cnnzoo.export.onnx_export import export_onnx
 from cnnzoo.export.quantize import quantize_int8
 from cnnzoo.export.source import load_source
 from cnnzoo.export.verify import (
     MIN_AGREEMENT,
+    Int8Accuracy,
     Verification,
-    accuracy_before_after,
     random_batches,
     verify_exported,
 )
 from cnnzoo.profiling import LatencyResult, measure_latency
 
-RUNTIMES = ("torch", "torch-folded", "onnxruntime", "int8")
 RUNTIME_LABELS = {
     "torch": "PyTorch eager",
     "torch-folded": "PyTorch eager, BN folded, channels-last",
@@ -82,7 +83,7 @@ class PreparedRuntime:
     channels_last: bool = False
     verification: Optional[Verification] = None
     file_bytes: Optional[int] = None      # the serialised model's size (onnxruntime runtimes)
-    accuracy: Optional[dict] = None       # int8 on labelled data: verify.accuracy_before_after's
+    accuracy: Optional[Int8Accuracy] = None  # int8 on labelled data
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -107,13 +108,13 @@ def default_threads(threads: Optional[int]) -> int:
     return threads or torch.get_num_threads()
 
 
-def prepare_runtime(model: Union[str, os.PathLike, dict, nn.Module], runtime: str = "onnxruntime", *,
+def prepare_runtime(model: Union[str, os.PathLike, Checkpoint, nn.Module], runtime: str = "onnxruntime", *,
                     input_size: Optional[tuple] = None, image_size: Optional[int] = None,
                     threads: Optional[int] = None, calibration: Union[None, str, os.PathLike, DataSplits] = None,
                     calibration_images: int = CALIBRATION_IMAGES, verify: bool = True,
                     min_agreement: float = MIN_AGREEMENT, class_names: Optional[Sequence[str]] = None,
                     **overrides: Any) -> PreparedRuntime:
-    """``model`` (a registered name, a checkpoint path or dict, or an ``nn.Module`` with ``input_size``)
+    """``model`` (a registered name, a checkpoint path or record, or an ``nn.Module`` with ``input_size``)
     ready to run under ``runtime`` (one of :data:`RUNTIMES`), exported with a dynamic batch and
     verified against eager PyTorch (``verify``): a failed verification raises ``VerificationError``.
 
@@ -147,13 +148,13 @@ def prepare_runtime(model: Union[str, os.PathLike, dict, nn.Module], runtime: st
                                                 min_agreement=min_agreement)
         prepared.verification = verification.raise_if_failed()
         if data is not None and data.labels is not None:
-            prepared.accuracy = accuracy_before_after(outputs, data.labels)
+            prepared.accuracy = Int8Accuracy.measure(outputs, data.labels)
     if runtime == "int8" and data is None:
         prepared.notes.append("calibrated on random inputs (random weights): its speed is real, its accuracy is not")
     return prepared
 
 
-def runtime_latency(model: Union[str, os.PathLike, dict, nn.Module], runtime: str = "onnxruntime",
+def runtime_latency(model: Union[str, os.PathLike, Checkpoint, nn.Module], runtime: str = "onnxruntime",
                     input_size: Optional[tuple] = None, batch_size: int = 1, *, repeats: int = 20,
                     warmup: int = 3, threads: Optional[int] = None, calibration=None,
                     **overrides: Any) -> LatencyResult:

@@ -13,9 +13,10 @@ from typing import Any, Optional, Sequence, Union
 
 from torch import nn
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, is_checkpoint, load_checkpoint
+from cnnzoo.checkpoint import Checkpoint, ImageFields, load_checkpoint
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
+from cnnzoo.preprocessing import Preprocessing
 from cnnzoo.registry import get_model_info, list_models, require_task
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -28,9 +29,9 @@ class ModelSource:
     model_args: dict[str, Any]
     input_size: tuple[int, int, int]   # (channels, height, width) the export is traced at
     class_names: Optional[list[str]] = None
-    preprocessing: Optional[dict[str, Any]] = None   # {image_size, mean, std, resize} from training
+    preprocessing: Optional[Preprocessing] = None   # from training
     checkpoint_path: Optional[Path] = None
-    checkpoint: Optional[dict[str, Any]] = None      # the loaded checkpoint (its config names its data)
+    checkpoint: Optional[Checkpoint] = None         # the loaded checkpoint (its config names its data)
 
     @property
     def description(self) -> str:
@@ -64,7 +65,7 @@ class ModelSource:
         if self.class_names is not None:
             meta["cnnzoo.class_names"] = _json(self.class_names)
         if self.preprocessing is not None:
-            meta["cnnzoo.preprocessing"] = _json(self.preprocessing)
+            meta["cnnzoo.preprocessing"] = _json(self.preprocessing.to_dict())
         return meta
 
 
@@ -72,10 +73,10 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def load_source(model: Union[str, os.PathLike, dict, nn.Module], *, image_size: Optional[int] = None,
+def load_source(model: Union[str, os.PathLike, Checkpoint, nn.Module], *, image_size: Optional[int] = None,
                 input_size: Optional[tuple] = None, class_names: Optional[Sequence[str]] = None,
                 **overrides: Any) -> ModelSource:
-    """A checkpoint path, a loaded checkpoint dict, a registered model name (built with ``overrides``,
+    """A checkpoint path, a loaded :class:`Checkpoint`, a registered model name (built with ``overrides``,
     random weights) or an ``nn.Module`` (then ``input_size`` is required, and ``class_names``, its
     outputs' classes in order, let int8 be scored on labelled data).
 
@@ -89,7 +90,7 @@ def load_source(model: Union[str, os.PathLike, dict, nn.Module], *, image_size: 
             raise UserError("give input_size=(C, H, W) to export an nn.Module (a name or checkpoint carries its own)")
         return ModelSource(model.eval().cpu(), type(model).__name__, {}, tuple(input_size),  # eval: as exported
                            class_names=list(class_names) if class_names is not None else None)
-    if isinstance(model, dict):
+    if isinstance(model, Checkpoint):
         return _from_checkpoint(model, None, image_size, input_size, overrides)
     text = os.fspath(model)
     path = Path(text).expanduser()
@@ -112,19 +113,16 @@ def _require_image_model(name: str) -> None:
     require_task(name, "image", f"export handles image models ({', '.join(list_models(task='image')[:4])}, ...)")
 
 
-def _from_checkpoint(ckpt: dict, path: Optional[Path], image_size, input_size, overrides) -> ModelSource:
-    if not is_checkpoint(ckpt):
-        raise UserError("not a cnnzoo checkpoint (no format key); checkpoints are written by `cnnzoo train`")
+def _from_checkpoint(ckpt: Checkpoint, path: Optional[Path], image_size, input_size, overrides) -> ModelSource:
     if overrides:
         raise UserError(f"a checkpoint carries its model arguments; {', '.join(sorted(overrides))} "
                         "cannot be changed when exporting it")
-    _require_image_model(ckpt["model_name"])
-    net = build_model_from_checkpoint(ckpt)
-    args = dict(ckpt["model_args"])
-    prep = dict(ckpt.get("preprocessing") or {})
-    channels = args.get("in_chans", get_model_info(ckpt["model_name"]).input_size[0])
-    side = image_size or prep.get("image_size") or get_model_info(ckpt["model_name"]).input_size[1]
-    size = input_size or (channels, side, side)
-    return ModelSource(net, ckpt["model_name"], args, tuple(size),
-                       class_names=list(ckpt.get("class_names") or []) or None, preprocessing=prep or None,
-                       checkpoint_path=path, checkpoint=ckpt)
+    _require_image_model(ckpt.model_name)
+    args = dict(ckpt.model_args)
+    fields = ckpt.fields if isinstance(ckpt.fields, ImageFields) else None
+    design = get_model_info(ckpt.model_name).input_size
+    channels = args.get("in_chans", design[0])
+    side = image_size or (fields.preprocessing.image_size if fields else design[1])
+    return ModelSource(ckpt.build_model(), ckpt.model_name, args, tuple(input_size or (channels, side, side)),
+                       class_names=list(fields.class_names) or None if fields else None,
+                       preprocessing=fields.preprocessing if fields else None, checkpoint_path=path, checkpoint=ckpt)

@@ -138,15 +138,58 @@ def accuracy(top1: torch.Tensor, labels: torch.Tensor) -> float:
     return float((top1 == labels).float().mean()) if len(labels) else math.nan
 
 
-def accuracy_before_after(outputs: Outputs, labels: torch.Tensor) -> dict:
-    """fp32 and int8 accuracy on labelled images, with the predictions that changed between them:
-    ``now_right`` (int8 right where fp32 was wrong) and ``now_wrong`` (the reverse). Quantisation
-    noise flips low-margin images both ways; on 60 images each flip is 1.7 points, so the two counts
-    say whether a drop is a trend or a coin toss."""
-    fp32_right, int8_right = outputs.reference_top1 == labels, outputs.exported_top1 == labels
-    return {"images": outputs.num_inputs, "fp32": accuracy(outputs.reference_top1, labels),
-            "int8": accuracy(outputs.exported_top1, labels),
-            "now_right": int((int8_right & ~fp32_right).sum()), "now_wrong": int((fp32_right & ~int8_right).sum())}
+@dataclass(frozen=True)
+class Int8Accuracy:
+    """fp32 and int8 accuracy on the same labelled images, with the predictions that changed between
+    them: ``became_right`` (int8 right where fp32 was wrong) and ``became_wrong`` (the reverse).
+    Quantisation noise flips low-margin images both ways; on 60 images each flip is 1.7 points, so
+    the two counts say whether a drop is a trend or a coin toss. ``data`` names the images."""
+
+    fp32: float
+    int8: float
+    images: int
+    became_wrong: int
+    became_right: int
+    data: str = ""
+
+    @classmethod
+    def measure(cls, outputs: Outputs, labels: torch.Tensor, data: str = "") -> "Int8Accuracy":
+        fp32_right, int8_right = outputs.reference_top1 == labels, outputs.exported_top1 == labels
+        return cls(fp32=accuracy(outputs.reference_top1, labels), int8=accuracy(outputs.exported_top1, labels),
+                   images=outputs.num_inputs, became_wrong=int((fp32_right & ~int8_right).sum()),
+                   became_right=int((int8_right & ~fp32_right).sum()), data=data)
+
+    @property
+    def points(self) -> float:
+        """int8's accuracy minus fp32's, in percentage points (never -0.0)."""
+        return 100 * (self.int8 - self.fp32) + 0.0
+
+    def change(self) -> str:
+        """The change in points as every report prints it: ``"-1.7"``."""
+        return f"{self.points:+.1f}"
+
+    def flips(self) -> str:
+        """Which way the changed predictions went: a drop of one image in a few flips each way is
+        noise, a drop made of flips one way only is a cost."""
+        if self.became_right + self.became_wrong == 0:
+            return "no image changed between right and wrong"
+        return (f"{self.became_wrong} image{'s' if self.became_wrong != 1 else ''} became wrong, "
+                f"{self.became_right} became right")
+
+    def summary(self) -> str:
+        """``fp32 0.9000, int8 0.8833 (-1.7 points) on 60 validation images of X: 1 image became wrong, 0 ...``"""
+        return (f"fp32 {self.fp32:.4f}, int8 {self.int8:.4f} ({self.change()} points) on {self.images} "
+                f"{self.data}: {self.flips()}")
+
+    def to_dict(self) -> dict:
+        """The JSON ``cnnzoo export --json`` prints (its keys predate this record)."""
+        return {**({"data": self.data} if self.data else {}), "images": self.images, "fp32": self.fp32,
+                "int8": self.int8, "now_right": self.became_right, "now_wrong": self.became_wrong}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Int8Accuracy":
+        return cls(fp32=values["fp32"], int8=values["int8"], images=values["images"],
+                   became_wrong=values["now_wrong"], became_right=values["now_right"], data=values.get("data", ""))
 
 
 def random_batches(input_size, count: int, batch_sizes=(1, 3), seed: int = 0) -> list[torch.Tensor]:

@@ -9,12 +9,14 @@ plans with the same measurement and rule.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import torch
 from torch import nn
 
 from cnnzoo import checkpoint as ckpt
+from cnnzoo.checkpoint import EpochRecord
 from cnnzoo.devices import autocast, num_threads, pick_device, synchronize
 from cnnzoo.factory import create_model
 from cnnzoo.training.config import TrainConfig
@@ -79,14 +81,13 @@ def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfi
     log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
         f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
                                                        else "") + "; the learning-rate schedule is fitted to them")
-    return TrainConfig.from_dict({**config.to_dict(), "epochs": epochs,
-                                  "warmup_epochs": min(config.warmup_epochs, epochs / 2)})
+    return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs / 2))
 
 
-def out_of_time(config: TrainConfig, run_start: float, this_call: list[dict]) -> bool:
+def out_of_time(config: TrainConfig, run_start: float, this_call: list[EpochRecord]) -> bool:
     """Stop before an epoch that would end past the budget (estimated from the epochs so far)."""
     if not config.time_budget_s or not this_call:
         return False
     elapsed = time.perf_counter() - run_start
-    mean_epoch = sum(r["epoch_time"] for r in this_call) / len(this_call)
+    mean_epoch = sum(r.epoch_time for r in this_call) / len(this_call)
     return elapsed + mean_epoch > config.time_budget_s

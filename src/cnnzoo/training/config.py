@@ -20,159 +20,33 @@ Why these defaults (the study notes' VGG16 stayed at chance and their MobileNetV
 from __future__ import annotations
 
 import math
-from dataclasses import Field, asdict, dataclass, field, fields, replace
+from dataclasses import fields, replace
 from typing import Any, Optional
 
 from torch import nn
 
-from cnnzoo.data import RESIZE_MODES
-from cnnzoo.devices import DEVICES
+# TrainConfig is declared below the checkpoint (which stores one); here it is resolved and checked.
+from cnnzoo.config import (
+    AUGMENTS,
+    BOTH,
+    FINETUNE_MODES,
+    OPTIMIZERS,
+    RULES,
+    SCHEDULES,
+    TRAIN_ONLY,
+    TrainConfig,
+    option,
+    options_changeable_on_resume,
+    training_options,
+)
 from cnnzoo.errors import UserError
 from cnnzoo.registry import ModelError, get_model_info
 
-OPTIMIZERS = ("sgd", "adamw", "adam")
-SCHEDULES = ("cosine", "onecycle", "step", "none")
-AUGMENTS = ("none", "light", "standard")
-FINETUNE_MODES = ("linear", "full", "gradual")
-
-# Which commands show an option as a flag. "compare" options are the settings every model of a
-# comparison shares; the rest belong to one run (its folder, resuming it).
-BOTH, TRAIN_ONLY = ("train", "compare"), ("train",)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# What an option's value must be (None always passes: it means "the default"), and how to say so.
-RULES = {
-    "count": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number of at least 1"),
-    "positive": (lambda v: _is_number(v) and v > 0, "a number more than zero"),
-    "non_negative": (lambda v: _is_number(v) and v >= 0, "a number zero or more"),
-    "below_one": (lambda v: _is_number(v) and 0 <= v < 1, "a number from 0 up to (not including) 1"),
-    "fraction": (lambda v: _is_number(v) and 0 < v < 1, "between 0 and 1 (exclusive)"),
-}
-
-
-def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, choices=None,
-           metavar: Optional[str] = None, commands: tuple = BOTH, on_resume: bool = False,
-           cli_unit: Optional[tuple[str, float]] = None, group: str = "training",
-           valid: Optional[str] = None):
-    """A :class:`TrainConfig` field and everything the command line needs to offer it, in one place.
-
-    ``flag`` defaults to the field name with dashes (``batch_size`` -> ``--batch-size``).
-    ``on_resume``: the option may be changed when a run is resumed, because it does not change the
-    computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
-    unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
-    ``group``: "training", "output", "fine-tuning", "sequences" or "distributed": the heading
-    ``--help`` lists it under. ``valid``: the rule a value must meet, one of :data:`RULES`
-    (``choices`` are checked too).
-    """
-    if valid is not None and valid not in RULES:
-        raise ValueError(f"unknown rule {valid!r}; known: {', '.join(RULES)}")
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "commands": commands,
-            "on_resume": on_resume, "cli_unit": cli_unit, "group": group, "valid": valid}
-    return field(default=default, metadata={"option": meta})
-
-
-@dataclass
-class TrainConfig:
-    """One training run. ``None`` = the default for this data and model (see :func:`resolve_config`).
-
-    Every field below that is an :func:`option` is also a flag of ``cnnzoo train`` (and of
-    ``cnnzoo compare`` unless it belongs to one run): adding an option here adds it everywhere.
-    """
-
-    model: str                                  # a registered name, e.g. "resnet18"
-    model_args: dict = field(default_factory=dict)  # constructor overrides, e.g. {"width_mult": 0.5}
-    data: str = option("digits", "an image folder (one sub-folder per class), 'digits' (built in, the "
-                       "default), 'synthetic', 'cifar10'...")
-    epochs: Optional[int] = option(None, "default: about 20,000 images seen, 8 to 60 epochs", on_resume=True,
-                                   valid="count")
-    time_budget_s: Optional[float] = option(
-        None, "training minutes per model; stops at the first epoch boundary past it",
-        flag="--time-budget", cli_unit=("MIN", 60), on_resume=True, valid="positive")
-    batch_size: Optional[int] = option(None, "images per step (default: 64, smaller for small data)",
-                                       valid="count")
-    lr: Optional[float] = option(None, "peak learning rate (default: scaled with the batch size)",
-                                 valid="positive")
-    optimizer: Optional[str] = option(None, "default: sgd, or adamw for models without normalisation "
-                                      "and for VGG", choices=OPTIMIZERS)
-    schedule: Optional[str] = option(None, "learning-rate schedule (default: cosine)", choices=SCHEDULES)
-    warmup_epochs: Optional[float] = option(None, "linear warm-up length in epochs (fractions allowed)",
-                                            flag="--warmup", metavar="EPOCHS", valid="non_negative")
-    weight_decay: Optional[float] = option(None, "on convolution and linear weights only",
-                                           valid="non_negative")
-    label_smoothing: Optional[float] = option(None, "default: 0.1", valid="below_one")
-    image_size: Optional[int] = option(None, "image side in pixels (default: the data set's own)",
-                                         valid="count")
-    resize: str = option("shorter_crop", "how folder images are brought to --image-size", choices=RESIZE_MODES)
-    augment: Optional[str] = option(None, "default: none for digits, light up to 64 px, else standard",
-                                    choices=AUGMENTS)
-    channels_last: Optional[bool] = option(None, "NHWC memory layout (default: on for CPU, and for CUDA "
-                                           "with --amp)")
-    amp: bool = option(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")
-    seed: int = option(0, "model init, data split, order, augmentation")
-    out_dir: Optional[str] = option(None, "output folder (default runs/<model>-<data>)", flag="--out",
-                                    commands=TRAIN_ONLY, group="output")
-    resume: bool = option(False, "continue the run in --out from its last.pt", commands=TRAIN_ONLY,
-                          group="output")
-    patience: Optional[int] = option(None, "stop after this many epochs without a better validation score",
-                                     on_resume=True, valid="count")
-    val_fraction: float = option(0.2, "share of the data held out for validation", valid="fraction")
-    device: str = option("auto", "auto: CUDA when available, else the CPU", choices=DEVICES, on_resume=True)
-    deterministic: bool = option(False, "deterministic GPU kernels, so --resume is exact on CUDA too "
-                                 "(CPU runs always are); slower on GPU", commands=TRAIN_ONLY, group="output")
-    threads: Optional[int] = option(None, "CPU threads for PyTorch (on a busy machine, 1 is often faster)",
-                                    on_resume=True, valid="count")
-    cache_dir: Optional[str] = option(None, "where prepared image folders are cached (default "
-                                      "~/.cache/cnnzoo)", on_resume=True)
-    # --- starting from pretrained weights (fine-tuning) ---
-    weights: Optional[str] = option(None, "start from these weights: 'torchvision' (alias 'imagenet') for "
-                                    "the published ImageNet weights, or a path to a state dict or a "
-                                    "cnnzoo checkpoint", group="fine-tuning")
-    finetune: Optional[str] = option(None, "linear: train the head on cached features of the frozen "
-                                     "backbone; full: train everything; gradual: the head first, then "
-                                     "everything (default: full when --weights is given)",
-                                     choices=FINETUNE_MODES, group="fine-tuning")
-    freeze_bn: bool = option(False, "keep batch-norm statistics and affine parameters as the weights "
-                             "have them (model.train() does not undo it)", group="fine-tuning")
-    backbone_lr_scale: Optional[float] = option(None, "the backbone learns at this fraction of --lr "
-                                                "(default: 1)", valid="positive",
-                                                group="fine-tuning")
-    # --- sequence models (WaveNet): audio folders and CSV series ---
-    window: Optional[int] = option(None, "sequence models: samples per training window (default: the "
-                                   "task's, a few receptive fields)", valid="count", group="sequences")
-    sample_rate: Optional[int] = option(None, "audio: resample every file to this rate in Hz (default: the "
-                                        "model's)", valid="count", group="sequences")
-    columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (needed "
-                                    "when the file has several number columns)", group="sequences")
-    condition_on_folders: bool = option(False, "audio: condition WaveNet on the sub-folder each file is in "
-                                        "(speaker/clip.wav: one id per speaker), the paper's global "
-                                        "conditioning; `cnnzoo generate --condition NAME` picks one",
-                                        group="sequences")
-    # --- several processes (torchrun) ---
-    sync_bn: bool = option(False, "under torchrun, synchronise batch-norm statistics across processes "
-                           "in every step (SyncBatchNorm; NCCL/GPU only)", group="distributed")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
-
-
-def training_options(command: Optional[str] = None) -> list[Field]:
-    """The :class:`TrainConfig` fields that are options (of ``command``, when given), in order."""
-    return [f for f in fields(TrainConfig)
-            if "option" in f.metadata and (command is None or command in f.metadata["option"]["commands"])]
-
-
-def options_changeable_on_resume() -> set[str]:
-    return {f.name for f in training_options() if f.metadata["option"]["on_resume"]}
+__all__ = ["TrainConfig", "option", "RULES", "OPTIMIZERS", "SCHEDULES", "AUGMENTS", "FINETUNE_MODES", "BOTH",
+           "TRAIN_ONLY", "training_options", "options_changeable_on_resume", "make_config", "check_config",
+           "resolve_config", "describe", "FAMILY_TRAINING", "MIN_STEPS_PER_EPOCH", "MIN_BATCH_SIZE",
+           "default_batch_size", "family_training_defaults", "has_normalization", "default_epochs",
+           "default_channels_last", "default_augment", "MIRROR_SENSITIVE_SOURCES"]
 
 
 def make_config(config: Optional[TrainConfig] = None, **fields_: Any) -> TrainConfig:
@@ -259,11 +133,10 @@ def default_epochs(num_train: int) -> int:
 
 
 def default_channels_last(device_type: str, amp: bool) -> bool:
-    """NHWC on the CPU, where oneDNN's convolutions mostly run faster in it: of 22 model/size cases
-    timed on two cores (every family, full and reduced width, 32 and 64 px, one training step) NHWC
-    was 1.0-1.7x faster in 20 and 0.91-0.93x in two (MobileNetV2 at full width and ResNet-18 at half
-    width, 32 px); in whole runs on digits, MobileNetV2 at half width came out at 0.85x. And on CUDA
-    with mixed precision, where tensor cores want it. fp32 on CUDA keeps NCHW."""
+    """NHWC on the CPU, where oneDNN's convolutions mostly train faster in it (every family at full
+    and reduced width; a few small MobileNetV2 and ResNet-18 cases are a little slower:
+    ``benchmarks/bench_train.py --channels-last`` and ``--no-channels-last`` time them). And on CUDA with mixed
+    precision, where tensor cores want it. fp32 on CUDA keeps NCHW."""
     return device_type == "cpu" or amp
 
 

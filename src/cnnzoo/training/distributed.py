@@ -108,7 +108,7 @@ class Processes:
         """Each metric (a mean over this process's ``count`` samples) as the mean over every sample."""
         if not self.enabled:
             return metrics
-        keys = sorted(metrics)
+        keys = list(metrics)  # the same order in every process: they all hold the task's metrics
         # a process with no samples (a short validation set split N ways) adds nothing, not 0 x NaN
         sums = torch.tensor([metrics[k] * count if count else 0.0 for k in keys] + [float(count)],
                             dtype=torch.float64)
@@ -160,3 +160,10 @@ class TrainingForward(nn.Module):
 
     def forward(self, x: torch.Tensor):
         return self.model.forward_train(x)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model a forward pass runs, without the wrappers training adds under torchrun:
+    DistributedDataParallel's (which holds it as ``.module``) and :class:`TrainingForward`."""
+    model = getattr(model, "module", model)
+    return model.model if isinstance(model, TrainingForward) else model

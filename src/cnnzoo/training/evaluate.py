@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, require_task
+from cnnzoo.checkpoint import Checkpoint, load_checkpoint, require_task
+from cnnzoo.config import TrainConfig
 from cnnzoo.data import BatchLoader, ImageSet, class_index_map, load_dataset
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
@@ -127,16 +128,16 @@ def held_out_split(data, trained_on_it: bool, split: Optional[str] = None) -> tu
     return split, reasons[split]
 
 
-def _same_source(data, config: dict) -> bool:
+def _same_source(data, config: TrainConfig) -> bool:
     """Is ``data`` the data the checkpoint was trained on? Loaders normalise ``source`` (a folder's
     resolved path, a synthetic spec with its size), and training stores that normalised name."""
-    return str(data.source) == str(config.get("data"))
+    return str(data.source) == str(config.data)
 
 
-def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Optional[str] = None,
+def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, split: Optional[str] = None,
              batch_size: int = 256, out_dir: Optional[Union[str, os.PathLike]] = None,
              device: str = "auto", progress: bool = False) -> EvalResult:
-    """Evaluate a checkpoint (a path, or a loaded checkpoint dict) on images it was not trained on.
+    """Evaluate a checkpoint (a path, or a loaded :class:`Checkpoint`) on images it was not trained on.
 
     ``data``: ``None`` = the data the model was trained on; a source string or a ``DataSplits`` =
     that data. ``split`` (default: see :func:`held_out_split`): the test split when the data has
@@ -145,38 +146,55 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
     so the training data's validation split is the one training held out. Images are prepared with
     the checkpoint's size, resize mode, mean and std.
     Writes ``confusion_matrix.png`` and ``metrics.json`` to ``out_dir`` (default: beside the
-    checkpoint; nothing is written when a dict is given without ``out_dir``).
+    checkpoint; nothing is written when a record is given without ``out_dir``).
     """
-    # measured: sklearn.metrics takes 0.9 s to import; `cnnzoo train` imports this module and never needs it
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    ckpt_path = None if isinstance(checkpoint, dict) else Path(checkpoint)
-    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    require_task(state, "image", checkpoint if not isinstance(checkpoint, dict) else state.get("model_name"),
+    ckpt_path = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
+    state = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    require_task(state, "image", ckpt_path or state.model_name,
                  "A sequence model is scored by its validation loss in history.json; try cnnzoo forecast or generate.")
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    config, prep = state["config"], state["preprocessing"]
+    data = _held_out_data(state, data, progress)
+    split, reason = held_out_split(data, _same_source(data, state.config), split)
+    class_names = list(state.image.class_names)
+    remap = class_index_map(data.class_names, class_names, f"the data {data.source!r}")
+
+    dev = pick_device(device)
+    model = state.build_model().to(dev)
+    loader = BatchLoader(_select_split(data, split), batch_size, shuffle=False, preprocessing=state.image.preprocessing,
+                         device=dev)
+    logits, labels = _predict_all(model, loader)
+    result = _scores(logits, torch.from_numpy(remap)[labels], class_names)
+    result.data, result.split, result.split_reason = str(data.source), split, reason
+    if out_dir is None and ckpt_path is not None:
+        out_dir = ckpt_path.parent
+    if out_dir is not None:
+        result.files = _write_outputs(result, Path(out_dir), title=f"{state.model_name} on {data.source} ({split})")
+    return result
+
+
+def _held_out_data(state: Checkpoint, data, progress: bool):
+    """``data`` (the checkpoint's own when None) loaded as the checkpoint's model takes it."""
+    config, prep = state.config, state.image.preprocessing
     if isinstance(data, (str, os.PathLike)) or data is None:
         # The checkpoint's seed and validation share for any data: for the training data they give
         # back the validation split training held out; for other data they change nothing.
-        data = load_dataset(config["data"] if data is None else data, image_size=prep["image_size"],
-                            seed=config.get("seed", 0), val_fraction=config.get("val_fraction", 0.2),
-                            resize=prep.get("resize", "shorter_crop"), cache_dir=config.get("cache_dir"),
+        data = load_dataset(config.data if data is None else data, image_size=prep.image_size, seed=config.seed,
+                            val_fraction=config.val_fraction, resize=prep.resize, cache_dir=config.cache_dir,
                             progress=progress)
-    split, reason = held_out_split(data, _same_source(data, config), split)
-    if data.image_size != prep["image_size"]:
-        raise UserError(f"the model was trained on {prep['image_size']} px images, the data gives "
-                        f"{data.image_size} px; load it with image_size={prep['image_size']}")
-    class_names = list(state["class_names"])
-    remap = class_index_map(data.class_names, class_names, f"the data {data.source!r}")
-    image_set = _select_split(data, split)
+    if data.image_size != prep.image_size:
+        raise UserError(f"the model was trained on {prep.image_size} px images, the data gives "
+                        f"{data.image_size} px; load it with image_size={prep.image_size}")
+    return data
 
-    dev = pick_device(device)
-    model = build_model_from_checkpoint(state).to(dev)
-    loader = BatchLoader(image_set, batch_size, shuffle=False, mean=prep["mean"], std=prep["std"], device=dev)
-    logits, labels = _predict_all(model, loader)
-    labels = torch.from_numpy(remap)[labels]
+
+def _scores(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> EvalResult:
+    """Accuracy, top-5, per-class precision and recall and the confusion matrix of ``logits`` against
+    ``labels`` (the split's name and data are the caller's to fill in)."""
+    # imported here: scikit-learn's metrics are slow to import, and `cnnzoo train` imports this
+    # module without ever needing them
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
     confidence, predicted = torch.softmax(logits, 1).max(1)
     k = len(class_names)
     top5 = None
@@ -187,19 +205,13 @@ def evaluate(checkpoint: Union[str, os.PathLike, dict], data=None, *, split: Opt
         y_true, y_pred, labels=list(range(k)), zero_division=0)
     matrix = confusion_matrix(y_true, y_pred, labels=list(range(k)))
     accuracy = float((y_true == y_pred).mean())
-    result = EvalResult(
+    return EvalResult(
         accuracy=accuracy, top5_accuracy=top5,
         per_class=[{"class": name, "precision": float(p), "recall": float(r), "support": int(s)}
                    for name, p, r, s in zip(class_names, precision, recall, support)],
         confusion_matrix=matrix.tolist(), class_names=class_names, num_images=len(y_true),
-        data=str(data.source), split=split, files={},
-        accuracy_interval=accuracy_interval(accuracy, len(y_true)), split_reason=reason,
+        data="", split="", files={}, accuracy_interval=accuracy_interval(accuracy, len(y_true)),
         labels=y_true, predicted=y_pred, confidence=confidence.numpy())
-    if out_dir is None and ckpt_path is not None:
-        out_dir = ckpt_path.parent
-    if out_dir is not None:
-        result.files = _write_outputs(result, Path(out_dir), title=f"{state['model_name']} on {data.source} ({split})")
-    return result
 
 
 def _write_outputs(result: EvalResult, out_dir: Path, title: str) -> dict[str, str]:
@@ -215,7 +227,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # measured: 0.46 s to import; paid only when the matrix is drawn
+    import matplotlib.pyplot as plt  # imported here: costly, and paid only when the matrix is drawn
 
     k = len(class_names)
     side = min(max(4.0, 0.45 * k + 2), 30)

@@ -18,13 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint
+from cnnzoo.checkpoint import load_checkpoint
+from cnnzoo.config import TrainConfig
 from cnnzoo.data import BatchLoader, DataSplits, load_dataset
 from cnnzoo.data.cache import read_manifest
 from cnnzoo.devices import autocast, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.files import atomic_open
+from cnnzoo.preprocessing import Preprocessing
 from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.registry import list_models, require_task
 
@@ -67,7 +69,7 @@ class Features:
     weights: Optional[str]
     source: str
     class_names: list[str]
-    preprocessing: dict
+    preprocessing: Preprocessing
     splits: dict[str, SplitFeatures] = field(default_factory=dict)
 
     @property
@@ -86,9 +88,9 @@ class Features:
                 out[f"{name}_files"] = np.array(split.files, dtype=str)
         out["class_names"] = np.array(self.class_names, dtype=str)
         out.update(model=np.array(self.model), weights=np.array(self.weights or ""), source=np.array(self.source),
-                   image_size=np.array(int(self.preprocessing["image_size"])),
-                   mean=np.array(self.preprocessing["mean"], dtype=np.float32),
-                   std=np.array(self.preprocessing["std"], dtype=np.float32))
+                   image_size=np.array(self.preprocessing.image_size),
+                   mean=np.array(self.preprocessing.mean, dtype=np.float32),
+                   std=np.array(self.preprocessing.std, dtype=np.float32))
         return out
 
     def save(self, path: Union[str, os.PathLike]) -> Path:
@@ -118,17 +120,21 @@ def extract_features(model: Union[str, os.PathLike], data: Union[str, os.PathLik
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    net, name, prep, data_defaults = _model_and_preprocessing(model, weights, model_args)
+    net, name, prep, trained = _model_and_preprocessing(model, weights, model_args)
     if data is None:
-        if "data" not in data_defaults:
+        if trained is None:
             raise UserError(f"give the data to compute features of (--data): {str(model)!r} is a model name")
-        data = data_defaults["data"]
+        data = trained.data
     if not isinstance(data, DataSplits):
-        size = image_size or (prep or {}).get("image_size")
-        data = load_dataset(data, image_size=size, resize=(prep or {}).get("resize", "shorter_crop"),
-                            seed=data_defaults.get("seed", 0), val_fraction=data_defaults.get("val_fraction", 0.2),
-                            cache_dir=cache_dir, progress=progress)
-    mean, std = (prep["mean"], prep["std"]) if prep else (data.mean, data.std)
+        # a checkpoint's seed and validation share give back the splits it was trained with
+        data = load_dataset(data, image_size=image_size or (prep.image_size if prep else None),
+                            resize=prep.resize if prep else "shorter_crop", seed=trained.seed if trained else 0,
+                            val_fraction=trained.val_fraction if trained else 0.2, cache_dir=cache_dir,
+                            progress=progress)
+    own = Preprocessing(data.image_size, data.mean, data.std)
+    if prep is not None:
+        prep = prep.for_channels(data.in_chans)
+        own = Preprocessing(data.image_size, prep.mean, prep.std, prep.resize, prep.channel_order)
     chosen = [split] if split else [s for s in SPLITS if getattr(data, s) is not None]
     if split and getattr(data, split) is None:
         raise UserError(f"the data {data.source!r} has no {split!r} split")
@@ -137,34 +143,32 @@ def extract_features(model: Union[str, os.PathLike], data: Union[str, os.PathLik
     net = net.to(dev)
     files = _file_names(data)
     result = Features(model=name, weights=weights, source=str(data.source), class_names=list(data.class_names),
-                      preprocessing={"image_size": int(data.image_size), "mean": [float(v) for v in mean],
-                                     "std": [float(v) for v in std]})
+                      preprocessing=own)
     for which in chosen:
-        loader = BatchLoader(getattr(data, which), batch_size, shuffle=False, mean=mean, std=std, device=dev)
+        loader = BatchLoader(getattr(data, which), batch_size, shuffle=False, preprocessing=own, device=dev)
         feats, labels = pooled_features(net, loader)
         result.splits[which] = SplitFeatures(feats.cpu().numpy(), labels.cpu().numpy(),
                                              files.get(which) if files else None)
     return result
 
 
-def _model_and_preprocessing(model, weights, model_args) -> tuple[nn.Module, str, Optional[dict], dict]:
+def _model_and_preprocessing(model, weights,
+                             model_args) -> tuple[nn.Module, str, Optional[Preprocessing], Optional[TrainConfig]]:
     """The model, its name, the preprocessing it expects (None: the data's own), and for a
-    checkpoint the data settings it was trained with."""
+    checkpoint the config it was trained with (its data, seed and validation share)."""
     text = os.fspath(model)
     if text in list_models():
         require_task(text, "image", FEATURES_ARE_IMAGE_FEATURES)
         net = create_model(text, weights=weights, **model_args)
-        return net, text, weights_preprocessing(weights, text), {}
+        return net, text, weights_preprocessing(weights, text), None
     if not Path(text).is_file():
         raise UserError(f"{text!r} is neither a model name (see `cnnzoo list`) nor a checkpoint file")
     if weights is not None or model_args:
         raise UserError(f"{text!r} is a checkpoint: it carries its own weights and model arguments; "
                         "--weights and model arguments only go with a model name")
     state = load_checkpoint(text)
-    require_task(state["model_name"], "image", FEATURES_ARE_IMAGE_FEATURES)
-    config = state.get("config") or {}
-    defaults = {k: config[k] for k in ("data", "seed", "val_fraction") if k in config}
-    return build_model_from_checkpoint(state), state["model_name"], state.get("preprocessing"), defaults
+    require_task(state.model_name, "image", FEATURES_ARE_IMAGE_FEATURES)
+    return state.build_model(), state.model_name, state.image.preprocessing, state.config
 
 
 def _file_names(data: DataSplits) -> Optional[dict[str, list[str]]]:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from cnnzoo.checkpoint import EpochRecord
+from cnnzoo.config import TrainConfig
 from cnnzoo.files import atomic_write_text, save_figure
 
 # Image classification's columns, in the order a reader wants them; accuracies are fractions in
@@ -14,14 +16,15 @@ COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epo
            "train_images_per_s", "elapsed")
 
 
-def write_history(out_dir: Path, history: list[dict[str, Any]], config: dict[str, Any],
+def write_history(out_dir: Path, history: list[EpochRecord], config: TrainConfig, unit: str = "image",
                   extra: Optional[dict[str, Any]] = None, columns: Sequence[str] = COLUMNS) -> None:
     """``history.json`` (the resolved config beside the epochs) and ``history.csv`` (epochs only,
-    in the task's ``columns``)."""
-    payload = {"config": config, "epochs": history, **(extra or {})}
+    in the task's ``columns``). ``unit`` names the throughput column (``train_<unit>s_per_s``)."""
+    rows = [record.to_dict(unit) for record in history]
+    payload = {"config": config.to_dict(), "epochs": rows, **(extra or {})}
     atomic_write_text(out_dir / "history.json", json.dumps(payload, indent=2) + "\n")
     lines = [",".join(columns)]
-    for row in history:
+    for row in rows:
         lines.append(",".join(_csv_cell(row.get(c)) for c in columns))
     atomic_write_text(out_dir / "history.csv", "\n".join(lines) + "\n")
 
@@ -39,21 +42,21 @@ def read_history_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str = "", metrics: Sequence[str] = ("loss", "acc"),
+def plot_curves(history: list[EpochRecord], path: Path, title: str = "", metrics: Sequence[str] = ("loss", "acc"),
                 limits: Optional[dict[str, tuple[float, float]]] = None) -> None:
     """Each metric per epoch, train and validation side by side (as in the study notes)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt  # measured: 0.46 s to import; paid only when curves are drawn
+    import matplotlib.pyplot as plt  # imported here: costly, and paid only when curves are drawn
 
     limits = limits or {}
-    epochs = [row["epoch"] for row in history]
+    epochs = [record.epoch for record in history]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, key in zip(axes[0], metrics):
         label = METRIC_LABELS.get(key, key)
-        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label=f"train {label}")
-        ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label=f"validation {label}")
+        ax.plot(epochs, [record.train[key] for record in history], "o-", label=f"train {label}")
+        ax.plot(epochs, [record.val[key] for record in history], "o-", label=f"validation {label}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

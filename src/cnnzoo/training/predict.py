@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cnnzoo.checkpoint import build_model_from_checkpoint, load_checkpoint, require_task
+from cnnzoo.checkpoint import Checkpoint, load_checkpoint, require_task
 from cnnzoo.data.decode import decode_image
 from cnnzoo.devices import pick_device
 
@@ -39,30 +39,28 @@ def read_image(path: Union[str, os.PathLike], size: int, resize: str = "shorter_
     return decode_image(path, size, resize)
 
 
-def predict(checkpoint: Union[str, os.PathLike, dict], images: Sequence[Union[str, os.PathLike]], *,
+def predict(checkpoint: Union[str, os.PathLike, Checkpoint], images: Sequence[Union[str, os.PathLike]], *,
             top_k: int = 5, device: str = "auto", batch_size: int = 64) -> list[Prediction]:
     """Top-``top_k`` classes for each image file, in the order given."""
-    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    require_task(state, "image", checkpoint if not isinstance(checkpoint, dict) else state.get("model_name"),
+    state = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    require_task(state, "image", state.model_name if isinstance(checkpoint, Checkpoint) else checkpoint,
                  "For a sequence model use cnnzoo generate (audio) or cnnzoo forecast (series).")
-    prep, class_names = state["preprocessing"], list(state["class_names"])
+    prep, class_names = state.image.preprocessing, list(state.image.class_names)
     top_k = max(1, min(top_k, len(class_names)))
     dev = pick_device(device)
-    model = build_model_from_checkpoint(state).to(dev)
-    mean = torch.tensor(prep["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(prep["std"], dtype=torch.float32).view(1, -1, 1, 1)
+    model = state.build_model().to(dev)
 
     results = [Prediction(str(p)) for p in images]
     readable: list[tuple[int, np.ndarray]] = []
     for i, path in enumerate(images):
         try:
-            readable.append((i, read_image(path, prep["image_size"], prep.get("resize", "shorter_crop"))))
+            readable.append((i, read_image(path, prep.image_size, prep.resize)))
         except Exception as err:  # any decoding failure is reported for that file, the rest go on
             results[i].error = _describe_error(path, err)
     for start in range(0, len(readable), batch_size):
         chunk = readable[start:start + batch_size]
         pixels = torch.from_numpy(np.stack([img for _, img in chunk])).float()
-        x = ((pixels / 255.0 - mean) / std).to(dev)
+        x = prep.normalize(pixels / 255.0).to(dev)
         with torch.inference_mode():
             probs = torch.softmax(model(x).float(), dim=1).cpu()
         values, indices = probs.topk(top_k, dim=1)

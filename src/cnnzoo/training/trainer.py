@@ -11,6 +11,7 @@ this file knows no images, labels or accuracy.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cnnzoo import checkpoint as ckpt
+from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
@@ -48,7 +50,7 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     """What a run produced. ``model`` holds the best weights (the task's monitored metric)."""
 
-    history: list[dict[str, Any]]
+    history: list[EpochRecord]
     best_epoch: int
     train_time_s: float
     out_dir: str
@@ -60,27 +62,32 @@ class TrainResult:
     unit: str = "image"  # what images_per_s counts: the task's unit ("image", or "window" for sequences)
     class_names: list[str] = field(default_factory=list)
     # The best weights on the data's test split, when it has one (chosen on validation, reported on
-    # test): {"test_loss", "test_acc", "test_images"} for images.
+    # test): {"test_loss", "test_acc", "test_images"} for images, as history.json's "test" holds it.
     test_metrics: Optional[dict[str, float]] = None
     planned_epochs: Optional[int] = None         # the epochs the run set out to do (its schedule's length)
     estimated_epoch_s: Optional[float] = None    # with a time budget: seconds per epoch, measured before training
 
     @property
-    def best(self) -> dict[str, Any]:
-        """The history record of the best epoch (empty when no epoch completed)."""
-        return next((r for r in self.history if r["epoch"] == self.best_epoch), {})
+    def best(self) -> Optional[EpochRecord]:
+        """The history record of the best epoch (None when no epoch completed)."""
+        return next((r for r in self.history if r.epoch == self.best_epoch), None)
 
     @property
     def best_score(self) -> Optional[float]:
-        return self.best.get(self.monitor)
+        return self.best.metric(self.monitor) if self.best is not None else None
 
     @property
     def best_val_acc(self) -> float:
-        return float(self.best.get("val_acc", 0.0))
+        return float(self.best.val.get("acc", 0.0)) if self.best is not None else 0.0
 
     @property
     def final_val_acc(self) -> float:
-        return float(self.history[-1].get("val_acc", 0.0)) if self.history else 0.0
+        return float(self.history[-1].val.get("acc", 0.0)) if self.history else 0.0
+
+    @property
+    def history_rows(self) -> list[dict[str, Any]]:
+        """The history as ``history.json`` holds it: one flat row per epoch (``train_loss``, ``val_acc``...)."""
+        return [r.to_dict(self.unit) for r in self.history]
 
 
 # --------------------------------------------------------------------------------------- set-up
@@ -103,8 +110,7 @@ def resolved_config(config: TrainConfig, task: Task) -> TrainConfig:
     model_args = task.model_args(config)
     with torch.device("meta"):  # only the structure decides defaults: no memory, no initialisation
         model = create_model(config.model, **model_args)
-    resolved = task.resolve(config, model, device.type)
-    return TrainConfig.from_dict({**resolved.to_dict(), "model_args": model_args})
+    return dataclasses.replace(task.resolve(config, model, device.type), model_args=model_args)
 
 
 # ----------------------------------------------------------------------------------- one epoch
@@ -115,7 +121,18 @@ class _NonFinite(Exception):
         self.step, self.loss = step, loss
 
 
-def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, config, device, bar) -> dict:
+@dataclass(frozen=True)
+class _EpochStats:
+    """One training pass: the task's metrics (name -> value), the last learning rate, the seconds it
+    took and the samples it saw."""
+
+    metrics: dict[str, float]
+    lr: float
+    seconds: float
+    samples: int
+
+
+def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, config, device, bar) -> _EpochStats:
     """One pass over ``loader``: the task's metrics and throughput. Raises ``_NonFinite`` on a NaN/inf
     loss before the step that would spread it is taken (on GPU, within ``NAN_CHECK_EVERY`` steps)."""
     model.train()
@@ -148,38 +165,37 @@ def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, con
         raise _NonFinite(schedule.step, float("nan"))
     if device.type == "cuda":
         torch.cuda.synchronize()
-    train_time = time.perf_counter() - start
-    return {**metrics.result(), "lr": lr, "train_time": train_time,
-            "samples_per_s": max(seen, 1) / max(train_time, 1e-9), "samples": seen}
+    return _EpochStats(metrics.result(), lr, time.perf_counter() - start, seen)
 
 
 # ------------------------------------------------------------------------------ checkpointing
 
-def _resume_state(config: TrainConfig, out_dir: Path) -> dict:
+def _resume_state(config: TrainConfig, out_dir: Path) -> Checkpoint:
     path = out_dir / "last.pt"
     if not path.is_file():
         raise UserError(f"cannot resume: {str(path)!r} does not exist. Run without --resume to start "
                         "a new run, or point --out at the folder of the run to continue")
-    state = ckpt.load_checkpoint(path)
-    if state["model_name"] != config.model:
-        raise UserError(f"cannot resume: {str(path)!r} is a run of {state['model_name']!r}, "
-                        f"not {config.model!r}")
-    return state
+    saved = ckpt.load_checkpoint(path)
+    if saved.model_name != config.model:
+        raise UserError(f"cannot resume: {str(path)!r} is a run of {saved.model_name!r}, not {config.model!r}")
+    if saved.resume is None:
+        raise UserError(f"cannot resume: {str(path)!r} holds no optimizer state (a best.pt renamed?)")
+    return saved
 
 
-def _config_for_resume(requested: TrainConfig, saved: dict, explicit: set[str]) -> TrainConfig:
+def _config_for_resume(requested: TrainConfig, saved: TrainConfig, explicit: set[str]) -> TrainConfig:
     """The saved run's resolved config; only options that do not change the computation so far
     (declared ``on_resume`` in TrainConfig: more epochs, patience, time budget, device, threads)
     may be changed on resume."""
     changeable = options_changeable_on_resume()
     updates = {k: getattr(requested, k) for k in changeable & explicit if getattr(requested, k) is not None}
-    return TrainConfig.from_dict({**saved, **updates, "resume": True, "out_dir": requested.out_dir})
+    return dataclasses.replace(saved, **updates, resume=True, out_dir=requested.out_dir)
 
 
 # ------------------------------------------------------------------------------------- train
 
 def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = True,
-          on_epoch_end: Optional[Callable[[dict], None]] = None, **fields_: Any) -> TrainResult:
+          on_epoch_end: Optional[Callable[[EpochRecord], None]] = None, **fields_: Any) -> TrainResult:
     """Train a registered model and return its history and best weights.
 
     ``train(model="resnet18")`` or ``train(TrainConfig(...), epochs=5)``. ``data`` takes a
@@ -216,7 +232,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     scaler: Any
-    history: list = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     best_score: Optional[float] = None
     best_epoch: int = 0
     best_state: Optional[dict] = None
@@ -226,14 +242,13 @@ class _Run:
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
 
-    def checkpoint(self) -> dict:
+    def checkpoint(self) -> Checkpoint:
         """A snapshot of the epochs so far, with what resuming needs (optimizer, schedule, RNG...)."""
-        monitor = self.task.monitor
         return ckpt.training_checkpoint(
-            model_name=self.config.model, model_args=self.model_args, model=self.model,
-            config=self.config.to_dict(), task=self.task.name, history=self.history,
-            monitor=monitor, best_score=self.best_score, optimizer=self.optimizer, schedule=self.schedule,
-            scaler=self.scaler, **self.task.checkpoint_fields(self.config))
+            model_name=self.config.model, model_args=self.model_args, model=self.model, config=self.config,
+            task=self.task.name, fields=self.task.checkpoint_fields(self.config), history=self.history,
+            monitor=self.task.monitor, best_score=self.best_score, unit=self.task.unit,
+            optimizer=self.optimizer, schedule=self.schedule, scaler=self.scaler)
 
     def save_epoch(self, improved: bool) -> None:
         """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``
@@ -243,26 +258,28 @@ class _Run:
         last = self.checkpoint()
         jobs = []
         if improved:  # the same snapshot without the resume-only parts (no second copy of the weights)
-            jobs.append((ckpt.without_resume_state(last), self.out_dir / "best.pt"))
+            jobs.append((last.without_resume(), self.out_dir / "best.pt"))
         jobs.append((last, self.out_dir / "last.pt"))
         self.writer.submit(jobs)
 
-    def restore(self, saved: dict) -> None:
+    def restore(self, saved: Checkpoint) -> None:
         """Continue from a ``last.pt``: weights, optimizer, schedule position, history, RNG."""
-        self.model.load_state_dict(saved["model_state"])
-        self.optimizer.load_state_dict(saved["optimizer_state"])
-        self.schedule.load_state_dict(saved["scheduler_state"])
-        if saved.get("scaler_state") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(saved["scaler_state"])
-        self.history = list(saved["history"])
-        self.best_score = ckpt.best_score(saved)
-        self.best_epoch = max((r["epoch"] for r in self.history if r[self.task.monitor] == self.best_score),
-                              default=0)
+        resume = saved.resume
+        assert resume is not None  # _resume_state refuses a checkpoint without it
+        self.model.load_state_dict(saved.model_state)
+        self.optimizer.load_state_dict(resume.optimizer)
+        self.schedule.load_state_dict(resume.scheduler)
+        if resume.scaler and self.scaler.is_enabled():
+            self.scaler.load_state_dict(resume.scaler)
+        self.history = list(saved.history)
+        self.best_score = saved.best_score
+        monitor = self.task.monitor
+        self.best_epoch = max((r.epoch for r in self.history if r.metric(monitor) == self.best_score), default=0)
         best_path = self.out_dir / "best.pt"
-        self.best_state = ckpt.load_checkpoint(best_path)["model_state"] if best_path.is_file() else None
-        ckpt.set_rng_state(saved["rng_state"])
+        self.best_state = ckpt.load_checkpoint(best_path).model_state if best_path.is_file() else None
+        ckpt.set_rng_state(resume.rng)
 
-    def run_epoch(self, epoch: int, progress: bool) -> dict:
+    def run_epoch(self, epoch: int, progress: bool) -> EpochRecord:
         """Train one pass, validate, and return the epoch's history record."""
         epoch_start = time.perf_counter()
         # gradual fine-tuning: which parameters learn is a function of the epoch (exact on resume)
@@ -276,65 +293,89 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
-        processes = self.processes
-        train_metrics = {k: stats.pop(k) for k in list(stats) if k.startswith("train_") and k != "train_time"}
-        stats.update(processes.mean_over_samples(train_metrics, stats["samples"]))
+        processes, metrics = self.processes, self.task.metrics
+        train = processes.mean_over_samples(stats.metrics, stats.samples)
         processes.average_batchnorm_statistics(self.model)  # validate and save one model, not N
-        val_metrics = self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp)
-        stats.update(processes.mean_over_samples(val_metrics, self.val_loader.num_samples))
-        if processes.enabled:  # throughput of the whole job
-            stats["samples"] *= processes.world_size
-            stats["samples_per_s"] *= processes.world_size
-        self.samples_trained += stats["samples"]
-        self.time_training += stats["train_time"]
+        val = processes.mean_over_samples(self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp),
+                                          self.val_loader.num_samples)
+        samples = stats.samples * processes.world_size  # throughput of the whole job
+        self.samples_trained += samples
+        self.time_training += stats.seconds
         epoch_time = time.perf_counter() - epoch_start
-        stats.update(epoch=epoch + 1, epoch_time=epoch_time, **{self.task.throughput_key: stats["samples_per_s"]},
-                     elapsed=(self.history[-1]["elapsed"] if self.history else 0.0) + epoch_time)
-        record = {k: stats[k] for k in self.task.history_columns}
         rates = group_learning_rates(self.optimizer)
-        if len(rates) > 1:  # backbone and head at their own rates: what each really stepped with
-            record["lr_groups"] = rates
-        if event:
-            record["event"] = event
+        record = EpochRecord(
+            epoch=epoch + 1, train={m: train[m] for m in metrics}, val={m: val[m] for m in metrics}, lr=stats.lr,
+            epoch_time=epoch_time, throughput=max(samples, 1) / max(stats.seconds, 1e-9),
+            elapsed=(self.history[-1].elapsed if self.history else 0.0) + epoch_time,
+            # backbone and head at their own rates: what each really stepped with
+            lr_groups=rates if len(rates) > 1 else {}, event=event)
         self.history.append(record)
         return record
 
-    def keep_if_best(self, record: dict) -> bool:
+    def keep_if_best(self, record: EpochRecord) -> bool:
         """Remember the weights of a new best monitored metric (``save_epoch`` writes best.pt)."""
-        if not self.task.is_better(record[self.task.monitor], self.best_score):
+        score = record.metric(self.task.monitor)
+        if not self.task.is_better(score, self.best_score):
             return False
-        self.best_score, self.best_epoch = record[self.task.monitor], record["epoch"]
+        self.best_score, self.best_epoch = score, record.epoch
         self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         return True
 
 
-def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
-             processes: Processes, log) -> tuple[_Run, Optional[dict]]:
-    """Check the output folder, load data, build and configure everything; restore when resuming."""
+def _saved_run(config: TrainConfig, explicit: set, processes: Processes) -> tuple[TrainConfig, Optional[Checkpoint]]:
+    """The config to run and, when resuming (asked, or torchrun restarting the job), the run's last.pt.
+    Refuses to overwrite a run without --resume."""
     out_dir = Path(config.out_dir) if config.out_dir else None
-    saved = None
     if processes.restart and out_dir is not None and (out_dir / "last.pt").exists():
-        config = TrainConfig.from_dict({**config.to_dict(), "resume": True})  # torchrun restarted the job
+        config = dataclasses.replace(config, resume=True)  # torchrun restarted the job
     if config.resume:
         if out_dir is None:
             raise UserError("--resume needs --out: the folder of the run to continue")
         saved = _resume_state(config, out_dir)
-        config = _config_for_resume(config, saved["config"], explicit)
-    elif out_dir is not None and (out_dir / "last.pt").exists():
+        return _config_for_resume(config, saved.config, explicit), saved
+    if out_dir is not None and (out_dir / "last.pt").exists():
         raise UserError(f"{str(out_dir)!r} already holds a run (last.pt). Add --resume to continue it, "
                         "or choose another --out so it is not overwritten")
+    return config, None
 
-    device = processes.device(pick_device(config.device))
-    backend = processes.start(device)
-    if config.deterministic:
-        make_deterministic(device)
+
+def _load_task(config: TrainConfig, data, progress: bool, processes: Processes) -> Task:
+    """The run's task on its data; under torchrun rank 0 prepares (and caches) the data first and the
+    others then read the cache."""
     if not processes.is_main:
-        processes.barrier()  # rank 0 prepares (and caches) the data first; the others then read the cache
+        processes.barrier()
     task_class = LinearProbe if config.finetune == "linear" else task_for_model(config.model)
     task = task_class.load(config, data, progress and sys.stderr.isatty())
     if processes.is_main:
         processes.barrier()
-    config = TrainConfig.from_dict({**config.to_dict(), "data": task.source})
+    return task
+
+
+def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resuming: bool, processes: Processes,
+                log) -> tuple[TrainConfig, Optional[float], bool]:
+    """With a time budget: the measured seconds per epoch, and (a new run) the epochs cut to fit."""
+    if not config.time_budget_s:
+        return config, None, False
+    train_loader, val_loader = loaders
+    estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
+        measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
+    if resuming:
+        return config, estimated_epoch_s, False
+    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log)
+    return fitted, estimated_epoch_s, fitted.epochs < config.epochs
+
+
+def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
+             processes: Processes, log) -> tuple[_Run, Optional[Checkpoint]]:
+    """Check the output folder, load data, build and configure everything; restore when resuming."""
+    config, saved = _saved_run(config, explicit, processes)
+    out_dir = Path(config.out_dir) if config.out_dir else None
+    device = processes.device(pick_device(config.device))
+    backend = processes.start(device)
+    if config.deterministic:
+        make_deterministic(device)
+    task = _load_task(config, data, progress, processes)
+    config = dataclasses.replace(config, data=task.source)
     processes.check_same("options", {k: v for k, v in config.to_dict().items() if k not in ("device", "threads")})
     processes.check_same("data", {"source": task.source, "summary": task.summary(), "train": task.num_train})
     if saved is not None:
@@ -358,25 +399,19 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         log(f"--freeze-bn: {freeze_batchnorm(model)} batch-norm layers keep the statistics and scale of the weights")
     if config.finetune == "linear":
         freeze_backbone(model)  # before the optimizer, so that only the head is in it
-    config = TrainConfig.from_dict({**config.to_dict(), "out_dir": str(out_dir), "model_args": model_args})
+    config = dataclasses.replace(config, out_dir=str(out_dir), model_args=model_args)
     model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
-    steps_per_epoch = len(train_loader)
-    estimated_epoch_s, cut_by_budget = None, False
-    if config.time_budget_s:
-        estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
-            measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
-        if saved is None:
-            asked = config.epochs
-            config = fit_epochs_to_budget(config, estimated_epoch_s, log)
-            cut_by_budget = config.epochs < asked
+    config, estimated_epoch_s, cut_by_budget = _fit_budget(config, task, model, (train_loader, val_loader), device,
+                                                           saved is not None, processes, log)
     if processes.enabled:
         log(f"torchrun: {processes.world_size} processes ({backend}); the global batch of {config.batch_size} is "
             f"{config.batch_size // processes.world_size} per process, and the learning rate {config.lr:g} "
             "is the one for the global batch (as one process would use)")
+    steps_per_epoch = len(train_loader)
     run = _Run(
         config=config, task=task, model_args=model_args, model=model, device=device, out_dir=out_dir,
         trained=processes.wrap(model, device, config.sync_bn, log, learning_set_changes=config.finetune == "gradual"),
@@ -447,7 +482,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     wall_time = time.perf_counter() - run_start
     if run.best_state is not None:
         run.model.load_state_dict(run.best_state)
-    test = run.task.test_metrics(run.model, config, run.device) if run.history else None
+    test = _test_metrics(run) if run.history else None
     if test is not None:
         log(f"best epoch ({run.best_epoch}) on the test split: " + ", ".join(f"{k} {v:.4g}" for k, v in test.items()))
     _finish_files(run, stopped_reason, test)
@@ -465,13 +500,23 @@ def _report_interruption(log, run: _Run, epoch: int) -> None:
         log("\ninterrupted before the first epoch completed: nothing to resume from", file=sys.stderr)
 
 
+def _test_metrics(run: _Run) -> Optional[dict[str, float]]:
+    """The best weights' metrics on the data's test split, as history.json's "test" holds them:
+    ``{"test_loss", "test_acc", "test_images"}`` for images (None when the data has no test split)."""
+    scored = run.task.test_metrics(run.model, run.config, run.device)
+    if scored is None:
+        return None
+    metrics, count = scored
+    return {**{f"test_{name}": value for name, value in metrics.items()}, f"test_{run.task.unit}s": count}
+
+
 def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dict]) -> TrainResult:
     run.model.eval()
     return TrainResult(
         history=run.history, best_epoch=run.best_epoch, train_time_s=wall_time, out_dir=str(run.out_dir),
         model=run.model, stopped_reason=stopped_reason, config=run.config,
         images_per_s=run.samples_trained / run.time_training if run.time_training else 0.0,
-        monitor=run.task.monitor, unit=run.task.unit, class_names=list(getattr(run.task, "class_names", [])),
+        monitor=run.task.monitor, unit=run.task.unit, class_names=list(run.task.class_names),
         test_metrics=test,
         planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s)
 
@@ -479,7 +524,7 @@ def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dic
 def _write_history(run: _Run, extra: Optional[dict] = None) -> None:
     if not run.processes.is_main:
         return
-    write_history(run.out_dir, run.history, run.config.to_dict(), extra, columns=run.task.history_columns)
+    write_history(run.out_dir, run.history, run.config, run.task.unit, extra, columns=run.task.history_columns)
 
 
 def _finish_files(run: _Run, stopped_reason: str, test: Optional[dict] = None) -> None:
@@ -498,9 +543,9 @@ def _progress_bar(progress: bool, epoch: int, epochs: int, total: int, unit: str
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit=unit, leave=False, dynamic_ncols=True)
 
 
-def _epoch_line(task: Task, r: dict, epochs: int, improved: bool) -> str:
-    metrics = "  ".join(f"{split} " + " ".join(f"{m} {r[f'{split}_{m}']:.4f}" for m in task.metrics)
-                        for split in ("train", "val"))
-    return (f"epoch {r['epoch']:>3}/{epochs}  {metrics}  lr {r['lr']:.3g}  "
-            f"{r[task.throughput_key]:.0f} {task.bar_unit}/s  {r['epoch_time']:.1f}s"
+def _epoch_line(task: Task, r: EpochRecord, epochs: int, improved: bool) -> str:
+    metrics = "  ".join(f"{split} " + " ".join(f"{m} {values[m]:.4f}" for m in task.metrics)
+                        for split, values in (("train", r.train), ("val", r.val)))
+    return (f"epoch {r.epoch:>3}/{epochs}  {metrics}  lr {r.lr:.3g}  "
+            f"{r.throughput:.0f} {task.bar_unit}/s  {r.epoch_time:.1f}s"
             + ("  *best" if improved else ""))

@@ -12,11 +12,13 @@ they register: ``register_model(..., task="sequence")``).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
+from cnnzoo.checkpoint import Checkpoint, TaskFields, throughput_key
+from cnnzoo.data.loader import Loader
 from cnnzoo.errors import UserError
 from cnnzoo.training.config import TrainConfig, describe
 
@@ -44,7 +46,8 @@ class TrainMetrics:
         """Short strings for the progress bar (called every few steps: may sync the device)."""
         return {}
 
-    def result(self) -> dict[str, float]:  # required: {"train_loss": ..., "train_<metric>": ...}
+    def result(self) -> dict[str, float]:
+        """Required: the epoch's mean of each of the task's ``metrics`` by name: ``{"loss": ..., "acc": ...}``."""
         raise NotImplementedError
 
 
@@ -65,6 +68,12 @@ class Task:
     # --- data (required) ---
     source: str = ""
 
+    @classmethod
+    def load(cls, config: TrainConfig, data: Any = None, progress: bool = True) -> "Task":
+        """Required: the task on ``data`` when given (already loaded: many runs on one split), else on
+        ``config.data``; ``progress`` shows preparing the data."""
+        raise NotImplementedError
+
     def summary(self) -> str:
         """One line on the data, printed at the start of a run."""
         return self.source
@@ -72,6 +81,11 @@ class Task:
     @property
     def num_train(self) -> int:
         raise NotImplementedError
+
+    @property
+    def class_names(self) -> list[str]:
+        """What each output index means, for classifiers (empty for other tasks)."""
+        return []
 
     def model_args(self, config: TrainConfig) -> dict:
         """The user's model overrides plus what the data imposes (classes, channels...)."""
@@ -86,13 +100,13 @@ class Task:
         raise NotImplementedError
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module,
-                shard: tuple[int, int] = (0, 1)) -> tuple[Iterable, Iterable]:
+                shard: tuple[int, int] = (0, 1)) -> tuple[Loader, Loader]:
         """(train, val) loaders (``model``, built and on ``device``, for tasks that precompute with it).
         ``shard=(rank, world_size)`` under torchrun: each process's part of every training batch
         (``batch_size`` stays the global batch) and a disjoint part of the validation data.
-        The train loader has ``set_epoch(e)`` and ``__len__`` (steps), and its order and augmentation
-        are a function of ``(config.seed, e)`` only: that is what makes resuming exact. Both have
-        ``num_samples`` (what this process reads per pass), by which metrics are averaged across processes."""
+        The train loader's order and augmentation are a function of ``(config.seed, e)`` only after
+        ``set_epoch(e)``: that is what makes resuming exact. ``num_samples`` (what this process reads
+        per pass) is what metrics are averaged across processes by."""
         raise NotImplementedError
 
     def batch_size_of(self, batch: Any) -> int:
@@ -107,21 +121,23 @@ class Task:
     def train_metrics(self, device: torch.device) -> TrainMetrics:
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, loader: Iterable, device: torch.device, amp: bool) -> dict[str, float]:
-        """Validation metrics: ``{"val_loss": ..., "val_<metric>": ...}``."""
+    def evaluate(self, model: nn.Module, loader: Loader, device: torch.device, amp: bool) -> dict[str, float]:
+        """Validation: each of the task's ``metrics`` by name, ``{"loss": ..., "acc": ...}``."""
         raise NotImplementedError
 
-    def test_metrics(self, model: nn.Module, config: TrainConfig, device: torch.device) -> Optional[dict]:
-        """The model's metrics on the data's test split (``test_<metric>`` and how many samples),
-        or None when the data has none."""
+    def test_metrics(self, model: nn.Module, config: TrainConfig,
+                     device: torch.device) -> Optional[tuple[dict[str, float], int]]:
+        """The model's metrics on the data's test split by name, and how many samples were scored;
+        None when the data has none."""
         return None
 
     # --- files ---
-    def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
-        """What a checkpoint carries besides the model and the run, so the model can be used alone."""
-        return {}
+    def checkpoint_fields(self, config: TrainConfig) -> Optional[TaskFields]:
+        """What a checkpoint carries besides the model and the run, so the model can be used alone
+        (a record of :mod:`cnnzoo.checkpoint`: class names and preprocessing for images...)."""
+        return None
 
-    def check_resume(self, saved: dict) -> None:
+    def check_resume(self, saved: Checkpoint) -> None:
         """Raise UserError when the data no longer fits the run being resumed."""
 
     # --- derived ---
@@ -137,4 +153,4 @@ class Task:
 
     @property
     def throughput_key(self) -> str:
-        return f"train_{self.unit}s_per_s"
+        return throughput_key(self.unit)

@@ -7,15 +7,17 @@ losses when its auxiliary heads are on; accuracy is the metric that decides ``be
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnzoo.checkpoint import Checkpoint, ImageFields
 from cnnzoo.data import BatchLoader, DataSplits, load_dataset
 from cnnzoo.devices import autocast
 from cnnzoo.errors import UserError
+from cnnzoo.preprocessing import Preprocessing
 from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.training.config import TrainConfig, resolve_config
 from cnnzoo.training.tasks.base import Task, TrainMetrics, with_imposed
@@ -42,7 +44,7 @@ class Accuracy(TrainMetrics):
 
     def result(self) -> dict[str, float]:
         seen = max(self.seen, 1)
-        return {"train_loss": self.loss_sum.item() / seen, "train_acc": self.correct.item() / seen}
+        return {"loss": self.loss_sum.item() / seen, "acc": self.correct.item() / seen}
 
 
 def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float):
@@ -61,8 +63,9 @@ def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoo
 
 
 @torch.inference_mode()
-def evaluate_loader(model: nn.Module, loader, device: torch.device, amp: bool = False) -> dict:
-    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (no label smoothing)."""
+def evaluate_loader(model: nn.Module, loader, device: torch.device, amp: bool = False) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` over ``loader`` (no label smoothing):
+    ``{"loss": ..., "acc": ...}``."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -74,7 +77,7 @@ def evaluate_loader(model: nn.Module, loader, device: torch.device, amp: bool = 
         correct += (logits.argmax(1) == y).sum()
         n += len(y)
     n = max(n, 1)
-    return {"val_loss": loss_sum.item() / n, "val_acc": correct.item() / n}
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n}
 
 
 class ImageClassification(Task):
@@ -84,30 +87,31 @@ class ImageClassification(Task):
     metric_limits = {"acc": (0.0, 1.02)}
     unit, bar_unit = "image", "img"
 
-    def __init__(self, data: DataSplits):
+    def __init__(self, data: DataSplits, preprocessing: Optional[Preprocessing] = None):
+        """``preprocessing``: how the model is fed; default: the data's own size, mean and std."""
         if data.val is None or len(data.val) == 0:
             raise UserError(f"data {data.source!r} has no validation split; use a val_fraction above 0")
         self.data = data
         self.source = str(data.source)
+        self.preprocessing = preprocessing or Preprocessing(data.image_size, data.mean, data.std)
 
     @classmethod
     def load(cls, config: TrainConfig, data: Optional[DataSplits] = None, progress: bool = True):
         """The task on ``data`` if given (many models on one split), else on ``config.data``."""
         # Pretrained weights bring their preprocessing: their resolution unless --image-size says
-        # otherwise, and always their mean and std (the statistics the weights learned under).
+        # otherwise, and always their mean, std and channel order (what the weights learned under).
         # (Resuming, the run's own preprocessing comes back from last.pt: see check_resume.)
-        prep = weights_preprocessing(config.weights, config.model) if config.weights and not config.resume else None
+        weights = weights_preprocessing(config.weights, config.model) if config.weights and not config.resume else None
         if data is None:
-            image_size = config.image_size or (prep["image_size"] if prep else None)
+            image_size = config.image_size or (weights.image_size if weights else None)
             data = load_dataset(config.data, image_size=image_size, val_fraction=config.val_fraction,
                                 seed=config.seed, cache_dir=config.cache_dir, resize=config.resize,
                                 progress=progress)
-        if prep:
-            mean, std = list(prep["mean"]), list(prep["std"])
-            if len(mean) != data.in_chans:  # RGB weights adapted to other channels: their average statistics
-                mean, std = [sum(mean) / len(mean)] * data.in_chans, [sum(std) / len(std)] * data.in_chans
-            data = dataclasses.replace(data, mean=tuple(mean), std=tuple(std))
-        return cls(data)
+        own = Preprocessing(data.image_size, data.mean, data.std, resize=config.resize)
+        if weights:  # RGB weights adapted to other channels take their average statistics
+            weights = weights.for_channels(data.in_chans)
+            own = dataclasses.replace(own, mean=weights.mean, std=weights.std, channel_order=weights.channel_order)
+        return cls(data, own)
 
     def summary(self) -> str:
         return self.data.summary()
@@ -130,7 +134,7 @@ class ImageClassification(Task):
                               device_type=device_type)
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
-        common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device,
+        common = dict(preprocessing=self.preprocessing, channels_last=config.channels_last, device=device,
                       shard=shard)
         train = BatchLoader(self.data.train, config.batch_size, shuffle=True, augment=config.augment,
                             seed=config.seed, drop_last=True, **common)
@@ -148,27 +152,23 @@ class ImageClassification(Task):
     def evaluate(self, model: nn.Module, loader, device: torch.device, amp: bool) -> dict[str, float]:
         return evaluate_loader(model, loader, device, amp)
 
-    def test_metrics(self, model: nn.Module, config: TrainConfig, device: torch.device) -> Optional[dict]:
+    def test_metrics(self, model: nn.Module, config: TrainConfig,
+                     device: torch.device) -> Optional[tuple[dict[str, float], int]]:
         test = self.data.test
         if test is None or len(test) == 0:
             return None
-        loader = BatchLoader(test, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False, mean=self.data.mean,
-                             std=self.data.std, channels_last=config.channels_last, device=device)
-        metrics = evaluate_loader(model, loader, device, config.amp)
-        return {"test_loss": metrics["val_loss"], "test_acc": metrics["val_acc"], "test_images": len(test)}
+        loader = BatchLoader(test, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False,
+                             preprocessing=self.preprocessing, channels_last=config.channels_last, device=device)
+        return evaluate_loader(model, loader, device, config.amp), len(test)
 
-    def checkpoint_fields(self, config: TrainConfig) -> dict[str, Any]:
-        # Everything predict needs to feed one image exactly as training did. "resize" is one of
-        # cnnzoo.data.RESIZE_MODES ("shorter_crop": shorter side to image_size, then a centre crop).
-        return {"class_names": self.class_names,
-                "preprocessing": {"image_size": int(self.data.image_size),
-                                  "mean": [float(v) for v in self.data.mean],
-                                  "std": [float(v) for v in self.data.std], "resize": config.resize}}
+    def checkpoint_fields(self, config: TrainConfig) -> ImageFields:
+        # Everything predict needs to feed one image exactly as training did.
+        return ImageFields(tuple(self.class_names), self.preprocessing)
 
-    def check_resume(self, saved: dict) -> None:
-        if saved["preprocessing"]["image_size"] != self.data.image_size:
-            raise UserError(f"cannot resume: the run used {saved['preprocessing']['image_size']} px images, "
+    def check_resume(self, saved: Checkpoint) -> None:
+        prep = saved.image.preprocessing
+        if prep.image_size != self.data.image_size:
+            raise UserError(f"cannot resume: the run used {prep.image_size} px images, "
                             f"the data now gives {self.data.image_size} px")
         # normalise exactly as the run did (its data's statistics, or its starting weights')
-        prep = saved["preprocessing"]
-        self.data = dataclasses.replace(self.data, mean=tuple(prep["mean"]), std=tuple(prep["std"]))
+        self.preprocessing = prep

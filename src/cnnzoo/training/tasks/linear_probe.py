@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.data import BatchLoader
-from cnnzoo.data.loader import epoch_generator
+from cnnzoo.data.loader import epoch_batches, epoch_generator
 from cnnzoo.errors import UserError
 from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.distributed import unwrap_model
 from cnnzoo.training.features import pooled_features
 from cnnzoo.training.tasks.image import EVAL_BATCH_SIZE, ImageClassification
 
@@ -67,10 +68,8 @@ class FeatureLoader:
 
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
         """The sorted sample indices of every batch of ``epoch`` (BatchLoader's, for the same settings)."""
-        n, size = self.num_samples, self.batch_size
-        order = torch.randperm(n, generator=epoch_generator(self.seed, epoch)).numpy() if self.shuffle else np.arange(n)
-        last = n + 1 if self.drop_last else n + size
-        return [np.sort(order[stop - size:stop]) for stop in range(size, last, size)]
+        return epoch_batches(self.num_samples, self.batch_size, epoch_generator(self.seed, epoch),
+                             shuffle=self.shuffle, drop_last=self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
@@ -78,10 +77,6 @@ class FeatureLoader:
         for idx in self.batch_indices(epoch):
             index = torch.from_numpy(idx).to(x.device)
             yield x[index], y[index]
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel's wrapper holds the model as .module
 
 
 class LinearProbe(ImageClassification):
@@ -105,11 +100,11 @@ class LinearProbe(ImageClassification):
         return super().resolve(dataclasses.replace(config, augment="none"), model, device_type)
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
-        common = dict(mean=self.data.mean, std=self.data.std, channels_last=config.channels_last, device=device)
+        common = dict(preprocessing=self.preprocessing, channels_last=config.channels_last, device=device)
         batch = max(config.batch_size, EVAL_BATCH_SIZE)
         sources = {"train": BatchLoader(self.data.train, batch, shuffle=False, **common),
                    "val": BatchLoader(self.data.val, batch, shuffle=False, **common)}
-        features = _Features(_unwrapped(model), sources, config.amp)
+        features = _Features(unwrap_model(model), sources, config.amp)
         train = FeatureLoader(features, "train", len(self.data.train), config.batch_size, shuffle=True,
                               seed=config.seed, drop_last=True)
         val = FeatureLoader(features, "val", len(self.data.val), batch, shuffle=False)
@@ -117,14 +112,14 @@ class LinearProbe(ImageClassification):
 
     def loss(self, model: nn.Module, batch, config: TrainConfig):
         features, y = batch
-        logits = _unwrapped(model).get_classifier()(features)
+        logits = unwrap_model(model).get_classifier()(features)
         return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing), logits
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, device: torch.device, amp: bool) -> dict[str, float]:
         """Validation loss and accuracy of the classifier on the cached validation features: what the
         whole model gives on those images, since its backbone does not change."""
-        classifier = _unwrapped(model).get_classifier()
+        classifier = unwrap_model(model).get_classifier()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for x, y in loader:
@@ -132,4 +127,4 @@ class LinearProbe(ImageClassification):
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
         n = max(loader.num_samples, 1)
-        return {"val_loss": loss_sum.item() / n, "val_acc": correct.item() / n}
+        return {"loss": loss_sum.item() / n, "acc": correct.item() / n}
