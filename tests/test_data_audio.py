@@ -9,8 +9,8 @@ import torch
 
 from cnnzoo.data.audio import SkippedAudioWarning, load_audio_folder, read_audio
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
-from cnnzoo.data.sequences import SequenceLoader, SequenceSet
 from cnnzoo.data.splits import DataError
+from cnnzoo.data.windows import SignalSet, WindowLoader
 from cnnzoo.errors import UserError
 
 
@@ -102,15 +102,15 @@ def test_validation_is_the_end_of_every_file(tmp_path):
 
 
 # --- windows and batches ---
-def ramp_set(lengths=(300, 130, 50), channels=1) -> SequenceSet:
+def ramp_set(lengths=(300, 130, 50), channels=1) -> SignalSet:
     """Each signal counts up from a distinct base, so a window crossing two signals would show."""
     signals = [np.stack([np.arange(n, dtype=np.float32) + 1000 * i + 100_000 * c for c in range(channels)])
                for i, n in enumerate(lengths)]
-    return SequenceSet(signals, [f"s{i}" for i in range(len(lengths))])
+    return SignalSet(signals, [f"s{i}" for i in range(len(lengths))])
 
 
 def test_batches_are_windows_with_targets_one_step_later():
-    loader = SequenceLoader(ramp_set(channels=2), window=32, batch_size=4, target="continuous", hop=16, seed=1)
+    loader = WindowLoader(ramp_set(channels=2), window=32, batch_size=4, target="continuous", hop=16, seed=1)
     # windows of 33 samples every 16 steps: 17 in the first signal, 7 in the second, 2 in the third
     assert loader.num_windows == 17 + 7 + 2 and len(loader) == 7
     count = 0
@@ -124,8 +124,8 @@ def test_batches_are_windows_with_targets_one_step_later():
 
 
 def test_order_and_cuts_depend_only_on_seed_and_epoch():
-    a = SequenceLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=4)
-    b = SequenceLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=4)
+    a = WindowLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=4)
+    b = WindowLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=4)
     a.set_epoch(2)
     list(b)
     list(b)  # b walks through epochs 0 and 1, then reaches 2 by itself
@@ -133,23 +133,23 @@ def test_order_and_cuts_depend_only_on_seed_and_epoch():
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     starts = [np.concatenate(a.window_starts(e)) for e in range(3)]
     assert not np.array_equal(starts[0], starts[1])  # another order and other cuts each epoch
-    other_seed = SequenceLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=5)
+    other_seed = WindowLoader(ramp_set(), window=20, batch_size=3, target="continuous", seed=5)
     assert not np.array_equal(starts[0], np.concatenate(other_seed.window_starts(0)))
     assert len(starts[0]) == len(starts[1])  # the same number of windows every epoch
 
 
 def test_validation_windows_are_in_order_on_the_grid():
-    loader = SequenceLoader(ramp_set((100,)), window=30, batch_size=2, target="continuous", shuffle=False)
+    loader = WindowLoader(ramp_set((100,)), window=30, batch_size=2, target="continuous", shuffle=False)
     assert np.concatenate(loader.window_starts(0)).tolist() == [0, 30, 60]
     assert [len(x) for x, _ in loader] == [2, 1]
-    dropped = SequenceLoader(ramp_set((100,)), window=30, batch_size=2, target="continuous", shuffle=False,
+    dropped = WindowLoader(ramp_set((100,)), window=30, batch_size=2, target="continuous", shuffle=False,
                              drop_last=True)
     assert len(dropped) == 1 and [len(x) for x, _ in dropped] == [2]
 
 
 def test_mulaw_batches_are_classes_of_the_audio():
     signal = np.sin(np.arange(500) / 7).astype(np.float32)[None] * 0.9
-    loader = SequenceLoader(SequenceSet([signal], ["sine"]), window=64, batch_size=2, target="mulaw")
+    loader = WindowLoader(SignalSet([signal], ["sine"]), window=64, batch_size=2, target="mulaw")
     x, y = next(iter(loader))
     assert x.dtype == torch.long and x.shape == (2, 64) and torch.equal(y[:, :-1], x[:, 1:])
     start = int(np.concatenate(loader.window_starts(0))[0])
@@ -158,6 +158,6 @@ def test_mulaw_batches_are_classes_of_the_audio():
 
 def test_unusable_windows_are_clear_errors():
     with pytest.raises(DataError, match="longest has 50"):
-        SequenceLoader(ramp_set((50, 20)), window=50, batch_size=2, target="continuous")
+        WindowLoader(ramp_set((50, 20)), window=50, batch_size=2, target="continuous")
     with pytest.raises(DataError, match="one channel"):
-        SequenceLoader(ramp_set(channels=2), window=10, batch_size=2, target="mulaw")
+        WindowLoader(ramp_set(channels=2), window=10, batch_size=2, target="mulaw")

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnzoo.data.sequences import SequenceLoader
 from cnnzoo.data.series import read_series_csv
 from cnnzoo.data.splits import DataError
+from cnnzoo.data.windows import WindowLoader
 from cnnzoo.errors import UserError
 
 
@@ -55,7 +55,7 @@ def test_validation_is_the_end_of_the_series_standardised_by_the_training_part(t
     np.testing.assert_allclose(restored.numpy(), series.values[:, 45:], rtol=1e-5)
     np.testing.assert_allclose(splits.standardise(series.values[:, 45:]), val, atol=1e-5)
     assert series.split(val_steps=12).boundary == 48
-    loader = SequenceLoader(splits.train, window=8, batch_size=4, target="continuous")
+    loader = WindowLoader(splits.train, window=8, batch_size=4, target="continuous")
     x, y = next(iter(loader))
     assert x.shape == (4, 2, 8)
 

@@ -8,18 +8,20 @@ The checkpoints come from tiny runs (receptive field 16) on generated data, the 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+import torch
 
-from cnnzoo.checkpoint import load_checkpoint, save_checkpoint
+from cnnzoo.checkpoint import load_checkpoint
 from cnnzoo.cli import main
 from cnnzoo.data.series import continue_steps
 from cnnzoo.profiling import summary
 from cnnzoo.profiling.sweep import depth_sweep
 from cnnzoo.training import train
-from cnnzoo.training.sequences import forecast_series, generate_audio
+from cnnzoo.training.generation import forecast_series, generate_audio
 
 RATE = 8000
 PERIOD = 12
@@ -85,6 +87,14 @@ def test_generation_is_a_function_of_the_seed_and_continues_seed_audio(audio_run
     assert seeded.seed_samples == RATE and len(seeded.signal) == 160
 
 
+def test_checkpoints_of_the_previous_release_still_generate_and_forecast():
+    fixtures = Path(__file__).parent / "fixtures"  # version 1, written by 1a749b9 (make_v1_checkpoints.py)
+    audio = generate_audio(fixtures / "v1-audio-best.pt", 0.01, seed=1)
+    assert audio.sample_rate == RATE and len(audio.signal) == 80 and np.abs(audio.signal).max() <= 1
+    forecast = forecast_series(fixtures / "v1-series-best.pt", horizon=3)  # the tail the checkpoint kept
+    assert forecast.steps == ["2010-01", "2010-02", "2010-03"] and np.isfinite(forecast.values).all()
+
+
 def test_forecast_writes_the_csv_with_continuing_steps_and_a_png(series_run, tmp_path, capsys):
     out = tmp_path / "forecast.csv"
     assert main(["forecast", str(series_run / "run" / "best.pt"), "--data", str(series_run / "series.csv"),
@@ -121,8 +131,8 @@ def test_steps_continue_numbers_months_and_dates():
 
 def test_bad_checkpoints_and_arguments_exit_2_with_a_clear_message(audio_run, series_run, tmp_path, capsys):
     image = tmp_path / "image.pt"
-    save_checkpoint({"format": "cnnzoo-checkpoint", "version": 1, "model_name": "resnet18", "model_args": {},
-                     "model_state": {}, "task": "image", "class_names": ["a", "b"]}, image)
+    torch.save({"format": "cnnzoo-checkpoint", "version": 1, "model_name": "resnet18", "model_args": {},
+                "model_state": {}, "task": "image", "class_names": ["a", "b"]}, image)  # as an older release wrote it
     (tmp_path / "other.csv").write_text("month,units\n2000-01,1\n2000-02,2\n")
     audio_ckpt, series_ckpt = str(audio_run / "run" / "best.pt"), str(series_run / "run" / "best.pt")
     wav, table = ["--out", str(tmp_path / "x.wav")], ["--out", str(tmp_path / "x.csv")]

@@ -16,9 +16,10 @@ import torch
 
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
+from cnnzoo.registry import get_model_info
 from cnnzoo.training import TrainConfig, load_checkpoint, resolved_config, train
-from cnnzoo.training.tasks import TASKS, SequenceTask, task_for_model
-from cnnzoo.training.tasks import sequence as sequence_task
+from cnnzoo.training.tasks import TASKS, AudioTask, SequenceTask, SeriesTask, task_for_model
+from cnnzoo.training.tasks import windowed as sequence_task
 
 RATE = 8000
 TINY_ARGS = {"layers_per_stack": 4, "stacks": 1, "residual_channels": 8, "gate_channels": 8, "skip_channels": 16}
@@ -85,29 +86,29 @@ def test_audio_trains_through_the_cli_with_every_artefact(audio_dir, tmp_path, c
     assert config["sample_rate"] == RATE and config["model_args"]["output"] == "mulaw"
 
     best = load_checkpoint(out / "best.pt")  # weights_only inside
-    assert best["task"] == "sequence" and best["monitor"] == "val_loss"
-    fields = best["sequence"]
-    assert fields["kind"] == "mulaw" and fields["sample_rate"] == RATE and fields["quantization"] == 256
-    assert fields["receptive_field"] == 16 and fields["window"] == 256 and fields["files"] == ["voice0.wav",
-                                                                                                "voice1.wav"]
+    assert best.task == "sequence" and best.monitor == "val_loss"
+    fields = best.fields
+    assert sequence_task.OUTPUTS[type(fields)] == "mulaw" and fields.sample_rate == RATE and fields.quantization == 256
+    assert fields.receptive_field == 16 and fields.window == 256 and list(fields.files) == ["voice0.wav",
+                                                                                             "voice1.wav"]
 
 
 def test_csv_trains_the_continuous_output_standardised_by_the_training_part(series_csv, tmp_path):
     result = train(data=str(series_csv), columns="sales", epochs=3, out_dir=str(tmp_path), **API_TINY)
-    history = result.history
+    history = result.history_rows
     assert result.monitor == "val_loss" and {"train_mae", "val_mae"} <= set(history[0])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     saved = load_checkpoint(tmp_path / "last.pt")
-    fields = saved["sequence"]
+    fields = saved.fields
     values = np.loadtxt(series_csv, delimiter=",", skiprows=1, usecols=1)
-    boundary = fields["boundary"]
-    assert boundary == 240 and fields["length"] == 300  # the last 20 % validates
-    assert fields["mean"][0] == pytest.approx(values[:boundary].mean(), rel=1e-5)
-    assert fields["std"][0] == pytest.approx(values[:boundary].std(), rel=1e-4)
-    assert fields["columns"] == ["sales"] and fields["step_column"] == "month"
-    assert fields["last_steps"] == ["2024-10", "2024-11", "2024-12"]
-    assert np.allclose(np.asarray(fields["tail"])[0], values[-16:], atol=1e-3)  # the last receptive field
-    assert saved["model_args"]["output"] == "continuous" and saved["model_args"]["in_channels"] == 1
+    boundary = fields.boundary
+    assert boundary == 240 and fields.length == 300  # the last 20 % validates
+    assert fields.mean[0] == pytest.approx(values[:boundary].mean(), rel=1e-5)
+    assert fields.std[0] == pytest.approx(values[:boundary].std(), rel=1e-4)
+    assert list(fields.columns) == ["sales"] and fields.step_column == "month"
+    assert list(fields.last_steps) == ["2024-10", "2024-11", "2024-12"]
+    assert np.allclose(np.asarray(fields.tail)[0], values[-16:], atol=1e-3)  # the last receptive field
+    assert saved.model_args["output"] == "continuous" and saved.model_args["in_channels"] == 1
     # the MAE is in the series' units: of the order of its noise (0.3) to its swing (8), not of 1
     assert 0.1 < history[-1]["val_mae"] < 8
 
@@ -134,7 +135,7 @@ def test_validation_scores_every_validation_sample_once_with_its_past(series_csv
     config = TrainConfig(data=str(series_csv), columns="sales", window=64, batch_size=4, **{
         k: v for k, v in API_TINY.items() if k != "progress"})
     task = SequenceTask.load(config, progress=False)
-    model = sequence_task.get_model_info("wavenet_small").builder(output="continuous", **TINY_ARGS)
+    model = get_model_info("wavenet_small").builder(output="continuous", **TINY_ARGS)
     _, val = task.loaders(config, torch.device("cpu"), model)
     assert task.context == 15  # receptive field 16: 15 samples of past before each counted output
     counted = torch.cat([y[:, 0, task.context:].reshape(-1) for _, y in val])
@@ -143,22 +144,38 @@ def test_validation_scores_every_validation_sample_once_with_its_past(series_csv
     assert val.num_samples == 1 and len(val) == 1  # one window of 15 + 60 samples
 
 
+def test_the_data_picks_the_task_and_the_model_facts_are_bound_once(series_csv, audio_dir):
+    config = TrainConfig(data=str(series_csv), columns="sales", window=64, batch_size=4, model="wavenet_small")
+    task = SequenceTask.load(config, progress=False)
+    assert isinstance(task, SeriesTask) and isinstance(SequenceTask.load(TrainConfig(
+        data=str(audio_dir), model="wavenet_small"), progress=False), AudioTask)
+    with pytest.raises(RuntimeError, match="no model yet"):
+        task.checkpoint_fields(config)  # what a checkpoint keeps comes from the model, never a default
+    build = get_model_info("wavenet_small").builder
+    task.loaders(config, torch.device("cpu"), build(output="continuous", **TINY_ARGS))
+    fields = task.checkpoint_fields(config)
+    assert (fields.receptive_field, fields.validation_context, fields.window) == (16, 15, 64)
+    other = build(output="continuous", **{**TINY_ARGS, "layers_per_stack": 5})  # receptive field 32
+    with pytest.raises(ValueError, match="trains the model of"):
+        task.loaders(config, torch.device("cpu"), other)
+
+
 def test_exact_resume_after_an_interruption(audio_dir, tmp_path):
     common = dict(data=str(audio_dir), epochs=3, batch_size=8, **API_TINY)
     straight = train(out_dir=str(tmp_path / "straight"), **common)
 
     def interrupt_after_first_epoch(record):
-        if record["epoch"] == 1:
+        if record.epoch == 1:
             raise KeyboardInterrupt
 
     cut = train(out_dir=str(tmp_path / "cut"), on_epoch_end=interrupt_after_first_epoch, **common)
     assert cut.stopped_reason == "interrupted" and len(cut.history) == 1
     resumed = train(out_dir=str(tmp_path / "cut"), resume=True, **common)
     assert resumed.stopped_reason == "completed" and len(resumed.history) == 3
-    a = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
-    b = load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"]
+    a = load_checkpoint(tmp_path / "straight" / "last.pt").model_state
+    b = load_checkpoint(tmp_path / "cut" / "last.pt").model_state
     assert _states_equal(a, b)
-    assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
+    assert [r.val["loss"] for r in straight.history] == [r.val["loss"] for r in resumed.history]
 
 
 def test_time_budget_and_resume_checks(audio_dir, series_csv, tmp_path):
@@ -208,10 +225,10 @@ def speakers_dir(tmp_path_factory):
 
 
 def test_windows_carry_the_condition_of_the_signal_they_were_cut_from():
-    from cnnzoo.data.sequences import SequenceLoader, SequenceSet
+    from cnnzoo.data.windows import SignalSet, WindowLoader
 
     signals = [np.full((1, 300), -0.5, np.float32), np.full((1, 500), 0.5, np.float32)]
-    loader = SequenceLoader(SequenceSet(signals, ["a", "b"], [3, 7]), 50, 4, hop=10, seed=1)
+    loader = WindowLoader(SignalSet(signals, ["a", "b"], [3, 7]), 50, 4, hop=10, seed=1)
     seen = 0
     for x, _, condition in loader:
         from_second = x[:, 0] > 128  # μ-law class of +0.5 against -0.5
@@ -224,19 +241,19 @@ def test_conditioning_on_folders_trains_resumes_and_generates_by_name(speakers_d
     common = dict(data=str(speakers_dir), condition_on_folders=True, epochs=3, batch_size=8, **API_TINY)
     straight = train(out_dir=str(tmp_path / "straight"), **common)
     saved = load_checkpoint(tmp_path / "straight" / "last.pt")
-    assert saved["model_args"]["num_conditions"] == 2 and saved["sequence"]["conditions"] == ["high", "low"]
+    assert saved.model_args["num_conditions"] == 2 and list(saved.fields.conditions) == ["high", "low"]
     # Two seconds of audio and three epochs: the plumbing, not learning (the unconditioned CLI test and
     # the note's speech runs cover that); every window's loss was still computed and finite.
-    assert all(np.isfinite(r["val_loss"]) and np.isfinite(r["train_loss"]) for r in straight.history)
+    assert all(np.isfinite(r.val["loss"]) and np.isfinite(r.train["loss"]) for r in straight.history)
 
     def interrupt_after_first_epoch(record):
-        if record["epoch"] == 1:
+        if record.epoch == 1:
             raise KeyboardInterrupt
 
     train(out_dir=str(tmp_path / "cut"), on_epoch_end=interrupt_after_first_epoch, **common)
     resumed = train(out_dir=str(tmp_path / "cut"), resume=True, **common)
-    assert _states_equal(saved["model_state"], load_checkpoint(tmp_path / "cut" / "last.pt")["model_state"])
-    assert [r["val_loss"] for r in straight.history] == [r["val_loss"] for r in resumed.history]
+    assert _states_equal(saved.model_state, load_checkpoint(tmp_path / "cut" / "last.pt").model_state)
+    assert [r.val["loss"] for r in straight.history] == [r.val["loss"] for r in resumed.history]
 
     best = str(tmp_path / "straight" / "best.pt")
     wav = tmp_path / "low.wav"

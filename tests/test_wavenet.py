@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
-from cnnzoo.data.sequences import SequenceLoader, SequenceSet
+from cnnzoo.data.windows import SignalSet, WindowLoader
 from cnnzoo.layers.causal import CausalConv1d, WaveNetBlock
 from cnnzoo.models.wavenet import VARIANTS, WaveNet, WaveNetConfig
 from cnnzoo.registry import ModelError, get_model_info
@@ -258,7 +258,7 @@ def test_training_on_a_periodic_signal_learns_to_generate_its_period():
     signal = periodic(4000, period)
     torch.manual_seed(0)
     model = WaveNet(residual_channels=16, gate_channels=16, skip_channels=32, layers_per_stack=5, stacks=1)
-    loader = SequenceLoader(SequenceSet([signal[None]], ["sine"]), window=96, batch_size=8, target="mulaw")
+    loader = WindowLoader(SignalSet([signal[None]], ["sine"]), window=96, batch_size=8, target="mulaw")
     losses = train(model, loader, epochs=8)
     assert np.mean(losses[-5:]) < 0.2 * losses[0]  # from ln(256) = 5.5 nats to well below 1
     model.eval()
@@ -277,7 +277,7 @@ def test_training_on_a_periodic_series_forecasts_its_period():
     model = WaveNet(residual_channels=16, gate_channels=16, skip_channels=32, layers_per_stack=5, stacks=1,
                     output="continuous")
     history = noisy[None, :3600]
-    loader = SequenceLoader(SequenceSet([history], ["sine"]), window=96, batch_size=8, target="continuous")
+    loader = WindowLoader(SignalSet([history], ["sine"]), window=96, batch_size=8, target="continuous")
     losses = train(model, loader, epochs=40, lr=5e-3)
     assert np.mean(losses[-5:]) < losses[0] - 1.5  # nats: the Gaussian narrows towards the noise's 0.05
     model.eval()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from cnnzoo.cli.common import add_generation_arguments
-from cnnzoo.training.sequences import generate_audio, sampling_description
+from cnnzoo.training.generation import generate_audio, sampling_description
 
 HELP = "generate audio with a WaveNet checkpoint (WAV + waveform PNG; sampling, or --temperature 0 for argmax)"
 

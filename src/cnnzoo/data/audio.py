@@ -7,7 +7,7 @@ skipped and named, with the others, in one warning; a folder where none can be r
 
     audio = load_audio_folder("speech/", sample_rate=8000)
     train, val = audio.split(val_fraction=0.1)   # the last 10% of every file is validation
-    SequenceLoader(train, window=4096, batch_size=8, target="mulaw")
+    WindowLoader(train, window=4096, batch_size=8, target="mulaw")
 
 soundfile and scipy are the optional ``audio`` extra (``pip install cnnzoo[audio]``): import this
 module only where audio is read.
@@ -26,8 +26,8 @@ import soundfile
 from scipy.signal import resample_poly
 
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
-from cnnzoo.data.sequences import SequenceSet, split_in_time
 from cnnzoo.data.splits import DataError
+from cnnzoo.data.windows import SignalSet, split_in_time
 from cnnzoo.files import atomic_open, list_files
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -66,12 +66,12 @@ class AudioSet:
         return (f"{self.source}: {len(self.signals)} audio file{'s' if len(self.signals) != 1 else ''}, "
                 f"{self.seconds:.1f} s at {self.sample_rate} Hz{skipped}{conditioned}")
 
-    def split(self, val_fraction: float = 0.1) -> tuple[SequenceSet, SequenceSet]:
+    def split(self, val_fraction: float = 0.1) -> tuple[SignalSet, SignalSet]:
         """(train, val): the last ``val_fraction`` of every file is validation, the rest training, so a
         single recording splits too and no validation sample is ever inside a training window."""
         parts = [split_in_time(signal[None], val_fraction) for signal in self.signals]
-        return (SequenceSet([train for train, _ in parts], list(self.names), self.conditions),
-                SequenceSet([val for _, val in parts], list(self.names), self.conditions))
+        return (SignalSet([train for train, _ in parts], list(self.names), self.conditions),
+                SignalSet([val for _, val in parts], list(self.names), self.conditions))
 
 
 def list_audio_files(root: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Optional, Union
+from typing import Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +143,11 @@ class WaveNet(nn.Module):
     def receptive_field(self) -> int:
         return self.config.receptive_field
 
+    @property
+    def _output_weight(self) -> torch.Tensor:
+        """The last layer's weight: its device and dtype are the model's."""
+        return cast(nn.Conv1d, self.head[-1]).weight
+
     # --- training ---
     def forward(self, x: torch.Tensor, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self._embed(x)
@@ -200,12 +205,13 @@ class WaveNet(nn.Module):
         or floats ``[N, C, n_samples]``.
         """
         current, seed, condition = self._start(seed_signal, condition)
-        batch, dtype, device = len(current), self.head[-1].weight.dtype, self.head[-1].weight.device
-        queues = [block.new_queue(batch, dtype=dtype, device=device) for block in self.blocks]
-        weights = [block.step_weights(condition) for block in self.blocks]
-        _, conv1, _, conv2 = self.head
-        head = (*stack_skip_weights(weights), conv1.weight[:, :, 0].t(), conv1.bias, conv2.weight[:, :, 0].t(),
-                conv2.bias)
+        batch, dtype, device = len(current), self._output_weight.dtype, self._output_weight.device
+        blocks = cast("list[WaveNetBlock]", self.blocks)
+        queues = [block.new_queue(batch, dtype=dtype, device=device) for block in blocks]
+        weights = [block.step_weights(condition) for block in blocks]
+        conv1, conv2 = cast(nn.Conv1d, self.head[1]), cast(nn.Conv1d, self.head[3])
+        head = (*stack_skip_weights(weights), conv1.weight[:, :, 0].t(), cast(torch.Tensor, conv1.bias),
+                conv2.weight[:, :, 0].t(), cast(torch.Tensor, conv2.bias))
         if seed is not None and seed.shape[-1] > 1:
             # The queues need each layer's last inputs, which depend on the last receptive_field - 1
             # samples before the current one only: a longer seed costs no more.
@@ -247,12 +253,14 @@ class WaveNet(nn.Module):
                             generator=generator)
         return out[0] if squeeze else out
 
-    def _start(self, seed_signal: Optional[torch.Tensor], condition):
+    def _start(self, seed_signal: Optional[torch.Tensor], ids: Union[int, torch.Tensor, None]
+               ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """(the last input step ``[N]`` or ``[N, C]``, the seed as ``forward`` takes it, condition ``[N]``)."""
         seed = None if seed_signal is None else self._check_seed(seed_signal)
-        weight = self.head[-1].weight
-        if condition is not None:
-            condition = torch.as_tensor(condition, dtype=torch.long, device=weight.device).reshape(-1)
+        weight = self._output_weight
+        condition = None
+        if ids is not None:
+            condition = torch.as_tensor(ids, dtype=torch.long, device=weight.device).reshape(-1)
         batch = len(seed) if seed is not None else (len(condition) if condition is not None else 1)
         if condition is not None and len(condition) == 1:
             condition = condition.expand(batch)
@@ -268,7 +276,7 @@ class WaveNet(nn.Module):
         return silence[..., 0], None, condition
 
     def _check_seed(self, seed: torch.Tensor) -> torch.Tensor:
-        cfg, weight = self.config, self.head[-1].weight
+        cfg, weight = self.config, self._output_weight
         if cfg.output == "mulaw":
             seed = seed[:, 0] if seed.dim() == 3 and seed.shape[1] == 1 else seed
             if seed.dim() != 2 or seed.is_floating_point():
@@ -297,9 +305,10 @@ class WaveNet(nn.Module):
         if self.config.output == "mulaw":
             h = self.embed.weight[x]
         else:
-            h = F.linear(x, self.embed.weight[:, :, 0], self.embed.bias)
+            embed = cast(nn.Conv1d, self.embed)
+            h = F.linear(x, embed.weight[:, :, 0], embed.bias)
         gated_outputs = []
-        for block, queue, block_weights in zip(self.blocks, queues, weights):
+        for block, queue, block_weights in zip(cast("list[WaveNetBlock]", self.blocks), queues, weights):
             h, z = block.step(h, queue, block_weights)
             gated_outputs.append(z)
         skip_weight, skip_bias, weight1, bias1, weight2, bias2 = head
@@ -324,15 +333,15 @@ class WaveNet(nn.Module):
         return mean + temperature * torch.exp(log_scale) * noise
 
     def _empty(self, batch: int, length: int) -> torch.Tensor:
-        weight = self.head[-1].weight
+        weight = self._output_weight
         if self.config.output == "mulaw":
             return torch.empty(batch, length, dtype=torch.long, device=weight.device)
         return torch.empty(batch, self.config.in_channels, length, dtype=weight.dtype, device=weight.device)
 
 
 # The paper's layout (three stacks of dilations 1..512, receptive field 3,070 samples, 0.19 s at
-# 16 kHz) and a small one that trains in minutes on a CPU: two stacks of 1..128 (511 samples, 64 ms at
-# 8 kHz, the telephone rate μ-law companding was made for).
+# 16 kHz) and a small one to train on a CPU (a fifth of its multiply-adds per sample): two stacks of
+# 1..128 (511 samples, 64 ms at 8 kHz, the telephone rate μ-law companding was made for).
 VARIANTS = {
     "wavenet": PAPER,
     "wavenet_small": WaveNetConfig(residual_channels=32, gate_channels=32, skip_channels=128, layers_per_stack=8,

@@ -2,7 +2,7 @@
 
     from cnnzoo.data.audio import load_audio_folder
     train, val = load_audio_folder("speech/", sample_rate=8000).split(val_fraction=0.1)
-    loader = SequenceLoader(train, window=4096, batch_size=8, target="mulaw", seed=0)
+    loader = WindowLoader(train, window=4096, batch_size=8, target="mulaw", seed=0)
     for epoch in range(3):
         loader.set_epoch(epoch)
         for x, y in loader: ...   # mulaw: x, y int64 [B, W]; continuous: x, y float32 [B, C, W]
@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from cnnzoo.data.loader import epoch_generator
+from cnnzoo.data.loader import epoch_batches, epoch_generator
 from cnnzoo.data.mulaw import mu_law_encode
 from cnnzoo.data.splits import DataError
 
@@ -31,7 +31,7 @@ TARGETS = ("mulaw", "continuous")
 
 
 @dataclass
-class SequenceSet:
+class SignalSet:
     """One split: ``signals`` float32 ``[C, T]`` each (several files, or one series), with their names,
     and for a conditioned model each signal's condition id (a speaker, say)."""
 
@@ -62,7 +62,7 @@ class SequenceSet:
         return len(self.signals)
 
     def __repr__(self) -> str:
-        return f"SequenceSet({len(self)} signals, {self.channels} channels, {self.total_samples} samples)"
+        return f"SignalSet({len(self)} signals, {self.channels} channels, {self.total_samples} samples)"
 
 
 def split_in_time(signal: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +74,9 @@ def split_in_time(signal: np.ndarray, val_fraction: float) -> tuple[np.ndarray, 
     return signal[..., :boundary], signal[..., boundary:]
 
 
-class SequenceLoader:
-    """Iterate ``(x, y)`` batches of windows of ``window`` steps over a :class:`SequenceSet`.
+class WindowLoader:
+    """Iterate ``(x, y)`` batches of windows of ``window`` steps over a :class:`SignalSet`: a
+    :class:`~cnnzoo.data.loader.Loader`, as the image loader is.
 
     ``target="mulaw"``: the signal (one channel, in [-1, 1]) is μ-law encoded once, and ``x``, ``y``
     are int64 classes ``[B, window]``; ``"continuous"``: float32 ``[B, C, window]`` as given.
@@ -87,42 +88,42 @@ class SequenceLoader:
     (validation) windows come in order, on the grid.
     """
 
-    def __init__(self, sequence_set: SequenceSet, window: int, batch_size: int, *, target: str = "mulaw",
+    def __init__(self, signal_set: SignalSet, window: int, batch_size: int, *, target: str = "mulaw",
                  quantization: int = 256, hop: Optional[int] = None, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, device="cpu"):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
         if batch_size < 1 or window < 1:
             raise DataError(f"batch size and window must be at least 1, got {batch_size} and {window}")
-        if target == "mulaw" and sequence_set.channels != 1:
-            raise DataError(f"mulaw targets need one channel (mono audio), got {sequence_set.channels}")
+        if target == "mulaw" and signal_set.channels != 1:
+            raise DataError(f"mulaw targets need one channel (mono audio), got {signal_set.channels}")
         self.window, self.batch_size, self.target = int(window), int(batch_size), target
         self.hop = int(hop or window)
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.device = torch.device(device)
         self.epoch = 0
-        self._starts, self._last_starts, self._conditions = self._grid(sequence_set)
-        data = np.concatenate(sequence_set.signals, axis=1) if len(sequence_set) else np.zeros((1, 0), np.float32)
+        self._starts, self._last_starts, self._conditions = self._grid(signal_set)
+        data = np.concatenate(signal_set.signals, axis=1) if len(signal_set) else np.zeros((1, 0), np.float32)
         # Encoded once: a batch is then only a gather. int16 holds any quantization up to 32,768 classes.
         self._data = (mu_law_encode(data[0], quantization).to(torch.int16) if target == "mulaw"
                       else torch.from_numpy(data))
 
-    def _grid(self, sequence_set: SequenceSet) -> tuple[np.ndarray, np.ndarray, Optional[torch.Tensor]]:
+    def _grid(self, signal_set: SignalSet) -> tuple[np.ndarray, np.ndarray, Optional[torch.Tensor]]:
         """Every window's first index into the concatenated signals, the last start its signal allows,
         and its signal's condition id (None for an unconditioned set)."""
         need = self.window + 1  # the inputs and, one step later, the last target
         starts, last_starts, conditions, offset = [], [], [], 0
-        for i, signal in enumerate(sequence_set.signals):
+        for i, signal in enumerate(signal_set.signals):
             length = signal.shape[1]
             if length >= need:
                 grid = np.arange(0, length - need + 1, self.hop) + offset
                 starts.append(grid)
                 last_starts.append(np.full(len(grid), offset + length - need))
-                if sequence_set.conditions is not None:
-                    conditions.append(np.full(len(grid), sequence_set.conditions[i], dtype=np.int64))
+                if signal_set.conditions is not None:
+                    conditions.append(np.full(len(grid), signal_set.conditions[i], dtype=np.int64))
             offset += length
         if not starts:
-            longest = max((s.shape[1] for s in sequence_set.signals), default=0)
+            longest = max((s.shape[1] for s in signal_set.signals), default=0)
             raise DataError(f"no signal is long enough for one window of {self.window} steps (plus one for the "
                             f"last target): the longest has {longest}. Use a shorter window or longer signals.")
         window_conditions = torch.from_numpy(np.concatenate(conditions)) if conditions else None
@@ -135,6 +136,11 @@ class SequenceLoader:
     @property
     def num_windows(self) -> int:
         return len(self._starts)
+
+    @property
+    def num_samples(self) -> int:
+        """Windows per pass (what :class:`~cnnzoo.data.loader.Loader` calls its samples)."""
+        return len(self._starts) - len(self._starts) % self.batch_size if self.drop_last else len(self._starts)
 
     def __len__(self) -> int:
         n = self.num_windows
@@ -155,9 +161,10 @@ class SequenceLoader:
             room = np.minimum(self.hop - 1, self._last_starts - self._starts)  # how far each may move
             shift = (torch.rand(n, generator=gen, dtype=torch.float64).numpy() * (room + 1)).astype(np.int64)
             starts = self._starts + shift
-        stop = n - n % self.batch_size if self.drop_last else n
-        chosen = [order[i:min(i + self.batch_size, stop)] for i in range(0, stop, self.batch_size)]
-        return [(starts[windows], windows) for windows in chosen]
+        # The shared cut into batches, over positions in ``order``: windows keep their drawn order
+        # inside a batch (the helper sorts indices, which suits memmap reads, not this gather).
+        positions = epoch_batches(n, self.batch_size, None, shuffle=False, drop_last=self.drop_last)
+        return [(starts[order[p]], order[p]) for p in positions]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
