@@ -1,5 +1,6 @@
 """A comparison you can decide from: intervals, ties, repeats, over-fitting, per class, mistakes, the
 plan and its budget, image size as an axis, the test split, logs fit for a file."""
+import functools
 import json
 import re
 import subprocess
@@ -14,11 +15,12 @@ from scipy.stats import binomtest
 import cnnzoo
 import cnnzoo.compare.runner
 import cnnzoo.training
-from cnnzoo.cli import main
+from cnnzoo.cli import compare_cmd, main
 from cnnzoo.compare import LatencySettings, ModelRecord, compare, recommended, tied_with_best, verdict
 from cnnzoo.compare.analysis import int8_cost_sentence, lead_lower_bound
 from cnnzoo.compare.record import SeedRun, interval_over_images_and_seeds
 from cnnzoo.errors import UserError
+from cnnzoo.export.verify import Int8Accuracy
 from cnnzoo.training.evaluate import accuracy_interval
 
 DATA = "synthetic:classes=3,n=36,size=16"
@@ -102,8 +104,9 @@ def test_overfitting_is_flagged_above_the_stated_gap():
 def test_int8_is_flagged_when_it_costs_a_point_or_agrees_too_little():
     def record(fp32, int8, wrong, right, agreement):
         return ModelRecord(name="m", best_val_acc=fp32, latency_b1_ms=1.0, runtime="onnxruntime int8",
-                           runtime_accuracy={"images": 60, "fp32": fp32, "int8": int8, "now_wrong": wrong,
-                                             "now_right": right, "agreement": agreement})
+                           runtime_accuracy=Int8Accuracy(fp32=fp32, int8=int8, images=60, became_wrong=wrong,
+                                                         became_right=right),
+                           int8_agreement=agreement)
     assert int8_cost_sentence(record(0.5, 0.5, 1, 1, 0.95)) is None
     assert int8_cost_sentence(record(0.5, 0.5 - 1 / 120, 1, 0, 0.95)) is None  # half a point: within the rule
     costly = int8_cost_sentence(record(0.5, 0.45, 3, 0, 0.95))
@@ -288,24 +291,23 @@ def test_image_size_in_a_spec_trains_at_that_size_each_size_loaded_once_and_cach
     assert "16, 24 px" in md
 
     # Again: every model reused, each size read back from its cache, nothing prepared anew.
-    monkeypatch.setattr(cnnzoo.training, "train", lambda *a, **k: pytest.fail("retrained"))
     loads.clear()
-    compare(specs, out_dir=tmp_path / "out", data=str(photo_folder), image_size=16, epochs=1, **FAST)
+    compare(specs, out_dir=tmp_path / "out", data=str(photo_folder), image_size=16, epochs=1,
+            train=lambda *a, **k: pytest.fail("retrained"), **FAST)
     assert loads == [16, 24]
     assert {p: p.stat().st_mtime_ns for c in caches for p in c.iterdir()} == stamps
 
 
-def test_total_time_is_shared_equally_and_goes_with_neither_epochs_nor_time_budget(tmp_path, monkeypatch):
+def test_total_time_is_shared_equally_and_goes_with_neither_epochs_nor_time_budget(tmp_path):
     budgets = []
 
     def recording(config, **kw):
         budgets.append((config.model, config.seed, config.time_budget_s))
         raise cnnzoo.training.TrainingDiverged("stop here: only the budget matters")
 
-    monkeypatch.setattr(cnnzoo.training, "train", recording)
     lines = []
     result = compare([TINY, "resnet18:width_mult=0.25"], out_dir=tmp_path, data=DATA, total_time_s=60,
-                     **{**FAST, "log": lines.append})
+                     train=recording, **{**FAST, "log": lines.append})
     # Two models, one seed each: 30 s apiece; the failure of the first stops the seeds of that model.
     assert budgets == [("mobilenet_v1", 0, 30.0), ("resnet18", 0, 30.0)]
     assert all(r.settings["time_budget_s"] == 30.0 for r in result.models)
@@ -326,7 +328,8 @@ def test_quiet_is_an_alias_of_no_progress(tmp_path, monkeypatch):
         seen.append(kw["progress"])
         raise cnnzoo.training.TrainingDiverged("stop")
 
-    monkeypatch.setattr(cnnzoo.training, "train", recording)
+    # the command as the command line runs it, each run trained by `recording`
+    monkeypatch.setattr(compare_cmd, "compare", functools.partial(compare, train=recording))
     for flag in ("--quiet", "--no-progress"):
         main(["compare", TINY, "--data", DATA, "--epochs", "1", "--threads", "1", "--out", str(tmp_path), flag])
     assert seen == [False, False]

@@ -1,5 +1,6 @@
 """Real comparisons on tiny synthetic data: artefacts, consistency with summary, failures, resume, Ctrl-C."""
 import csv
+import functools
 import json
 import re
 import shutil
@@ -10,7 +11,7 @@ import torch
 
 import cnnzoo
 import cnnzoo.training
-from cnnzoo.cli import main
+from cnnzoo.cli import compare_cmd, main
 from cnnzoo.compare import LatencySettings, compare
 
 DATA = "synthetic:classes=3,n=36,size=16"
@@ -87,8 +88,9 @@ def test_html_report_parses(two_models):
     assert parser.open == [] and parser.bad == []
 
 
-def _recording_train(monkeypatch, fail=None, interrupt=None):
-    """Wrap the real trainer: note which models it is asked for; make some fail or be interrupted."""
+def _recording_train(fail=None, interrupt=None):
+    """Wrap the real trainer: note which models it is asked for; make some fail or be interrupted.
+    Returns the list of models asked for and the function to pass as ``train``."""
     real_train = cnnzoo.training.train
     called = []
 
@@ -100,28 +102,32 @@ def _recording_train(monkeypatch, fail=None, interrupt=None):
             raise KeyboardInterrupt
         return real_train(config, **kw)
 
-    monkeypatch.setattr(cnnzoo.training, "train", wrapped)
-    return called
+    return called, wrapped
 
 
-def test_resume_skips_finished_models_and_retrains_changed_ones(two_models, monkeypatch, tmp_path):
+def _command_trains_with(monkeypatch, train):
+    """`cnnzoo compare` as the command line runs it, each run trained by ``train``."""
+    monkeypatch.setattr(compare_cmd, "compare", functools.partial(compare, train=train))
+
+
+def test_resume_skips_finished_models_and_retrains_changed_ones(two_models, tmp_path):
     _, out = two_models
     before = json.loads((out / "results.json").read_text())["models"]
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    called = _recording_train(monkeypatch, fail="mobilenet_v1")
-    again = compare(MODELS, out_dir=copy, **FAST)
+    called, train = _recording_train(fail="mobilenet_v1")
+    again = compare(MODELS, out_dir=copy, train=train, **FAST)
     assert called == [] and again.records == before  # nothing retrained, numbers reused as they were
 
     # A changed setting (here the seed) means a new run: the trainer is asked again (and, made to
     # fail here to keep the test short, the model is then reported failed).
-    again = compare(MODELS[:1], out_dir=copy, **{**FAST, "seed": 1})
+    again = compare(MODELS[:1], out_dir=copy, train=train, **{**FAST, "seed": 1})
     assert called == ["mobilenet_v1"] and again.records[0]["status"] == "failed"
 
 
-def test_a_failing_model_does_not_stop_the_others(tmp_path, monkeypatch):
-    called = _recording_train(monkeypatch, fail="mobilenet_v1")
-    result = compare(MODELS, out_dir=tmp_path, **FAST)
+def test_a_failing_model_does_not_stop_the_others(tmp_path):
+    called, train = _recording_train(fail="mobilenet_v1")
+    result = compare(MODELS, out_dir=tmp_path, train=train, **FAST)
     first, second = result.records
     assert first["status"] == "failed" and "out of memory" in first["reason"]
     assert "OutOfMemoryError" in first["traceback"]
@@ -130,7 +136,7 @@ def test_a_failing_model_does_not_stop_the_others(tmp_path, monkeypatch):
     assert "out of memory" in (tmp_path / "report.md").read_text()
 
     # The re-run tries the failed model again, and only it.
-    retried = compare(MODELS, out_dir=tmp_path, **FAST)
+    retried = compare(MODELS, out_dir=tmp_path, train=train, **FAST)
     assert called == ["mobilenet_v1", "mobilenet_v2", "mobilenet_v1"]
     assert retried.records[1] == second
 
@@ -143,7 +149,7 @@ def _cli(models, out, *extra):
 
 def test_ctrl_c_leaves_a_report_and_exits_130(two_models, tmp_path, monkeypatch):
     shutil.copytree(two_models[1], tmp_path / "out")
-    _recording_train(monkeypatch, interrupt="resnet18")
+    _command_trains_with(monkeypatch, _recording_train(interrupt="resnet18")[1])
     code = _cli([*MODELS, "resnet18:width_mult=0.25", "mobilenet_v2:width_mult=0.5"], tmp_path / "out")
     assert code == 130
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -162,7 +168,7 @@ def test_cli_exit_code_progress_and_printed_table(two_models, tmp_path, monkeypa
             raise TrainingDiverged("loss is nan at epoch 1")
         return real_train(config, **kw)
 
-    monkeypatch.setattr(cnnzoo.training, "train", diverging)
+    _command_trains_with(monkeypatch, diverging)
     code = _cli([*MODELS, "resnet18:width_mult=0.25"], tmp_path / "out")
     out = capsys.readouterr().out
     assert code == 1
@@ -194,7 +200,7 @@ def test_bad_training_option_is_refused_before_loading_data(tmp_path, capsys):
     assert not (tmp_path / "results.json").exists()
 
 
-def test_an_interrupted_model_continues_from_its_checkpoint(two_models, tmp_path, monkeypatch):
+def test_an_interrupted_model_continues_from_its_checkpoint(two_models, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(two_models[1], out)
     doc = json.loads((out / "results.json").read_text())
@@ -209,15 +215,14 @@ def test_an_interrupted_model_continues_from_its_checkpoint(two_models, tmp_path
         resumed.append((config.model, config.resume))
         return real_train(config, **kw)
 
-    monkeypatch.setattr(cnnzoo.training, "train", recording)
-    result = compare(MODELS, out_dir=out, **FAST)
+    result = compare(MODELS, out_dir=out, train=recording, **FAST)
     # Its last.pt already holds both epochs, so resuming trains nothing and gives back the same run.
     assert resumed == [("mobilenet_v2", True)]
     assert result.records[1]["status"] == "done"
     assert result.records[1]["history"] == finished["history"]
 
 
-def test_ctrl_c_caught_by_the_trainer_still_stops_the_comparison(two_models, tmp_path, monkeypatch):
+def test_ctrl_c_caught_by_the_trainer_still_stops_the_comparison(two_models, tmp_path):
     # The trainer catches Ctrl-C itself (to keep its checkpoint) and returns early; compare must
     # still stop, mark the model interrupted, and resume it next time.
     out = tmp_path / "out"
@@ -230,9 +235,8 @@ def test_ctrl_c_caught_by_the_trainer_still_stops_the_comparison(two_models, tmp
 
         return real_train(config, on_epoch_end=press_ctrl_c, **kw)
 
-    monkeypatch.setattr(cnnzoo.training, "train", ctrl_c_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        compare([*MODELS, "resnet18:width_mult=0.25"], out_dir=out, **FAST)
+        compare([*MODELS, "resnet18:width_mult=0.25"], out_dir=out, train=ctrl_c_after_first_epoch, **FAST)
     doc = json.loads((out / "results.json").read_text())
     assert [m["status"] for m in doc["models"]] == ["done", "done", "interrupted"]
     assert (out / "resnet18-width_mult-0.25" / "last.pt").is_file()
@@ -258,6 +262,6 @@ def test_layout_flags_reach_the_trainer_and_unset_leaves_the_default(tmp_path, m
         from cnnzoo.training import TrainingDiverged
         raise TrainingDiverged("stop here: only the options matter")
 
-    monkeypatch.setattr(cnnzoo.training, "train", recording)
+    _command_trains_with(monkeypatch, recording)
     _cli(["resnet18:width_mult=0.25"], tmp_path / "out", *flag)
     assert seen == [expected]  # None: the trainer picks the layout for the device

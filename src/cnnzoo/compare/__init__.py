@@ -5,14 +5,19 @@
                             data="path/to/flowers", image_size=64, repeats=3, out_dir="flowers-compare")
     print(result.table())              # result.models: one ModelRecord per model
 
+    plan = plan_comparison(["resnet18", "vgg11_bn"], epochs=5)   # checked, loaded, estimated; nothing trained
+    result = run_plan(plan, train=cnnzoo.train)                  # or any function with train's signature
+
 See :func:`cnnzoo.compare.runner.compare` for the options and :mod:`cnnzoo.compare.report` for what
 is written.
 """
 from cnnzoo.compare.analysis import best_trade_off, pareto_front, recommended, tied_with_best, verdict
+from cnnzoo.compare.meta import ComparisonMeta
 from cnnzoo.compare.plan import PLANS, choose_plan
 from cnnzoo.compare.record import ModelRecord, SeedRun
 from cnnzoo.compare.report import markdown_table, write_report
-from cnnzoo.compare.runner import Comparison, LatencySettings, compare
+from cnnzoo.compare.runner import Comparison, ComparisonPlan, LatencySettings, compare, plan_comparison, run_plan
 
-__all__ = ["compare", "Comparison", "LatencySettings", "ModelRecord", "SeedRun", "pareto_front", "best_trade_off",
-           "tied_with_best", "recommended", "verdict", "write_report", "markdown_table", "PLANS", "choose_plan"]
+__all__ = ["compare", "plan_comparison", "run_plan", "ComparisonPlan", "Comparison", "ComparisonMeta",
+           "LatencySettings", "ModelRecord", "SeedRun", "pareto_front", "best_trade_off", "tied_with_best",
+           "recommended", "verdict", "write_report", "markdown_table", "PLANS", "choose_plan"]

@@ -11,6 +11,7 @@ import math
 from typing import Optional, Sequence, Union
 
 from cnnzoo.compare.record import SEED_SPREAD, ModelRecord, as_records
+from cnnzoo.export.verify import MIN_AGREEMENT
 from cnnzoo.text import format_count, format_percent
 
 Records = Sequence[Union[ModelRecord, dict]]
@@ -44,9 +45,8 @@ OVERFIT_RULE = (
 
 # int8 (compare --runtime int8): a model is flagged when int8 loses more than this on validation...
 INT8_COST_POINTS = 1.0
-# ... or picks the fp32 model's class on fewer images than `cnnzoo export` requires of an int8 file
-# (cnnzoo.export.verify.MIN_AGREEMENT, not imported: cnnzoo.export loads onnx and onnxruntime).
-INT8_MIN_AGREEMENT = 0.9
+# ... or picks the fp32 model's class on fewer images than `cnnzoo export` requires of an int8 file.
+INT8_MIN_AGREEMENT = MIN_AGREEMENT
 INT8_COST_RULE = (
     f"int8 cost flag: the measured model loses more than {INT8_COST_POINTS:g} point in int8 on the validation "
     f"split, or picks the fp32 model's class on fewer than {INT8_MIN_AGREEMENT:.0%} of its images."
@@ -142,61 +142,55 @@ def verdict(records: Records) -> list[str]:
     over-fitting, failures."""
     records = as_records(records)
     finished = done(records)
-    lines: list[str] = []
-    if not finished:
-        lines.append("No model finished, so there is nothing to compare yet.")
+    lines = _finished_sentences(finished) if finished else ["No model finished, so there is nothing to compare yet."]
+    return lines + [f"{r.name}: {r.status} - {r.reason or 'no reason recorded'}." for r in records if not r.done]
+
+
+def _finished_sentences(finished: list[ModelRecord]) -> list[str]:
+    best = most_accurate(finished)
+    tied = tied_with_best(finished)
+    if len(tied) > 1:
+        lines = [_tie_sentence(tied)]
     else:
-        best = most_accurate(finished)
-        tied = tied_with_best(finished)
-        if len(tied) > 1:
-            lines.append(_tie_sentence(tied))
-        else:
-            lines.append(f"Most accurate: {best.name} ({accuracy_text(best, 'best validation accuracy')}, "
-                         f"epoch {best.best_epoch})" + _clear_lead(best, finished) + ".")
-        timed = [r for r in finished if _finite(r.latency_b1_ms)]
-        if timed:
-            fastest = min(timed, key=lambda r: r.latency_b1_ms)
-            where = "" if fastest.runtime == "torch" else f" in {fastest.runtime}"
-            int8 = fastest.runtime_accuracy
-            accuracy = (f"{_pct(fastest.best_val_acc)} accuracy" if not int8 else
-                        f"{_pct(fastest.best_val_acc)} accuracy in fp32, {_pct(int8['int8'])} in int8")
-            lines.append(f"Fastest: {fastest.name} ({fastest.latency_b1_ms:.2f} ms per image at "
-                         f"batch 1{where}; {accuracy}).")
-        trained = [r for r in finished if _finite(r.train_time_s)]
-        if len(trained) > 1:
-            quickest = min(trained, key=lambda r: r.train_time_s)
-            lines.append(f"Quickest to train: {quickest.name} ({quickest.train_time_s:.1f} s"
-                         f"{' per run' if quickest.repeats > 1 else ' in all'}).")
-        lines.append(_trade_off_sentence(finished, best))
-        pick = recommended(finished)
-        if pick is not None and len(finished) > 1:
-            lines.append(f"Recommended: {pick.name} ({accuracy_text(pick)}"
-                         + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
-        for r in finished:
-            line = int8_cost_sentence(r)
-            if line:
-                lines.append(line)
-        for r in overfitting(finished):
-            lines.append(f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
-                         f"{_pct(r.final_val_acc)} on validation at the last epoch "
-                         f"({100 * r.overfit_gap:.1f} points apart).")
-    for r in records:
-        if not r.done:
-            lines.append(f"{r.name}: {r.status} - {r.reason or 'no reason recorded'}.")
+        lines = [f"Most accurate: {best.name} ({accuracy_text(best, 'best validation accuracy')}, "
+                 f"epoch {best.best_epoch})" + _clear_lead(best, finished) + "."]
+    timed = [r for r in finished if _finite(r.latency_b1_ms)]
+    if timed:
+        lines.append(_fastest_sentence(min(timed, key=lambda r: r.latency_b1_ms)))
+    trained = [r for r in finished if _finite(r.train_time_s)]
+    if len(trained) > 1:
+        quickest = min(trained, key=lambda r: r.train_time_s)
+        lines.append(f"Quickest to train: {quickest.name} ({quickest.train_time_s:.1f} s"
+                     f"{' per run' if quickest.repeats > 1 else ' in all'}).")
+    lines.append(_trade_off_sentence(finished, best))
+    pick = recommended(finished)
+    if pick is not None and len(finished) > 1:
+        lines.append(f"Recommended: {pick.name} ({accuracy_text(pick)}"
+                     + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
+    lines += [line for line in map(int8_cost_sentence, finished) if line]
+    lines += [f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
+              f"{_pct(r.final_val_acc)} on validation at the last epoch ({100 * r.overfit_gap:.1f} points apart)."
+              for r in overfitting(finished)]
     return lines
+
+
+def _fastest_sentence(fastest: ModelRecord) -> str:
+    where = "" if fastest.runtime == "torch" else f" in {fastest.runtime}"
+    int8 = fastest.runtime_accuracy
+    accuracy = (f"{_pct(fastest.best_val_acc)} accuracy" if int8 is None else
+                f"{_pct(fastest.best_val_acc)} accuracy in fp32, {_pct(int8.int8)} in int8")
+    return f"Fastest: {fastest.name} ({fastest.latency_b1_ms:.2f} ms per image at batch 1{where}; {accuracy})."
 
 
 def int8_cost_sentence(r: ModelRecord) -> Optional[str]:
     """A line for a model that int8 costs accuracy (INT8_COST_RULE), else None."""
-    acc = r.runtime_accuracy
-    if not acc:
+    acc, agreement = r.runtime_accuracy, r.int8_agreement
+    if acc is None:
         return None
-    change = 100 * (acc["int8"] - acc["fp32"])
-    agreement = acc.get("agreement")
-    if change > -INT8_COST_POINTS and (agreement is None or agreement >= INT8_MIN_AGREEMENT):
+    if acc.points > -INT8_COST_POINTS and (agreement is None or agreement >= INT8_MIN_AGREEMENT):
         return None
-    return (f"int8 cost: {r.name} - {_pct(acc['fp32'])} in fp32, {_pct(acc['int8'])} in int8 "
-            f"({acc['now_wrong']} validation images became wrong, {acc['now_right']} right"
+    return (f"int8 cost: {r.name} - {_pct(acc.fp32)} in fp32, {_pct(acc.int8)} in int8 "
+            f"({acc.became_wrong} validation images became wrong, {acc.became_right} right"
             + (f"; same class as fp32 on {_pct(agreement)}" if agreement is not None else "")
             + "). int8 rounds every activation, which flips predictions that were close to a tie between two "
             "classes; `cnnzoo export --quantize int8` prints the same figures for the file you ship.")

@@ -3,7 +3,7 @@
 For each model, the trainer's own measurement (``cnnzoo.training.estimate_epoch_seconds``: a few
 training steps of a throwaway copy built as the run will build it, random state put back, plus
 validation as a forward pass) and its own rule for what a time budget holds. Latency measurement and
-per-class evaluation, a few seconds per model, are not included.
+per-class evaluation are not included.
 """
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from cnnzoo.text import MISSING, table
 from cnnzoo.training import TrainConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class Estimate:
     """One model's line of the plan (all its seeds)."""
 
     name: str
-    image_size: int
+    image_size: Optional[int] = None
     batch_size: Optional[int] = None
     epochs: Optional[int] = None       # planned per run (fitted to the time budget when there is one)
     epoch_s: Optional[float] = None    # estimated seconds per epoch
@@ -37,23 +37,16 @@ class Estimate:
         return self.epochs * self.epoch_s * self.repeats
 
 
-def estimate_model(entry, splits, shared: dict, repeats: int = 1) -> Estimate:
-    """Measure ``entry`` (a :class:`~cnnzoo.compare.runner.ModelEntry`) on ``splits`` with ``shared``
-    settings; a failure to measure (out of memory...) is noted, not raised: training will say more."""
-    estimate = Estimate(entry.name, splits.image_size, repeats=repeats)
+def estimate_model(name: str, config: TrainConfig, task, repeats: int = 1) -> Estimate:
+    """Measure model ``name``'s run of ``config`` (resolved: :func:`cnnzoo.training.resolved_config`) on
+    the data of ``task``; a failure to measure (out of memory...) is noted, not raised: training will say more."""
     try:
-        config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), **shared)
-        task = training.task_for_model(entry.model).load(config, data=splits)
-        resolved = training.resolved_config(config, task)
-        epoch_s = training.estimate_epoch_seconds(resolved, task)  # as the run will measure itself
+        epoch_s = training.estimate_epoch_seconds(config, task)  # as the run will measure itself
     except Exception as err:  # noqa: BLE001 - an estimate must never stop the comparison
-        estimate.note = f"not measured ({type(err).__name__})"
-        return estimate
-    epochs = training.epochs_within_budget(resolved, epoch_s)  # the trainer's own rule
-    if resolved.time_budget_s:
-        estimate.note = f"budget {resolved.time_budget_s / 60:.3g} min per run"
-    estimate.batch_size, estimate.epochs, estimate.epoch_s = resolved.batch_size, epochs, epoch_s
-    return estimate
+        return Estimate(name, config.image_size, repeats=repeats, note=f"not measured ({type(err).__name__})")
+    note = f"budget {config.time_budget_s / 60:.3g} min per run" if config.time_budget_s else ""
+    return Estimate(name, config.image_size, config.batch_size, training.epochs_within_budget(config, epoch_s),
+                    epoch_s, repeats, note)  # the epochs by the trainer's own rule
 
 
 def plan_table(estimates: list[Estimate], budget_s: Optional[float] = None) -> str:

@@ -2,7 +2,7 @@
 
 One member of each family, at widths that fit the work per epoch (training images x pixels per
 image): on the built-in digits (1,437 train images at 32 px) the whole comparison must finish in a
-few minutes on two CPU cores, while on a real data set the full-width networks are worth their cost.
+few minutes on a laptop's CPU, while on a real data set the full-width networks are worth their cost.
 The choice is a table of data, printed at the start of the run and written into the report.
 """
 from __future__ import annotations

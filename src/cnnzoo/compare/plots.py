@@ -31,7 +31,7 @@ PLOTS = (
 
 
 def _pyplot():
-    # measured: matplotlib.pyplot costs about 0.2 s to import; only paid when a plot is drawn
+    # imported here: pyplot is a costly import, paid only when a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # files only; never open a window

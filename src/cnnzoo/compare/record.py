@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence, Union
 
 from cnnzoo.compare.results import jsonable, model_slug
 from cnnzoo.errors import UserError
+from cnnzoo.export.verify import Int8Accuracy
 from cnnzoo.registry import get_model_info
 from cnnzoo.training.evaluate import accuracy_interval
 
@@ -46,7 +47,7 @@ class SeedRun:
     train_time_s: float
     stopped_reason: str
     run_dir: str
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # EpochRecord.to_dict rows, as history.json holds them
     planned_epochs: Optional[int] = None        # the length of the schedule the run set out on
     estimated_epoch_s: Optional[float] = None   # the trainer's own estimate (time-budgeted runs)
     test_acc: Optional[float] = None            # best weights on the data's test split, when it has one
@@ -65,7 +66,7 @@ class SeedRun:
         return cls(seed=seed, best_val_acc=float(result.best_val_acc), final_val_acc=float(result.final_val_acc),
                    best_epoch=int(result.best_epoch), epochs_run=len(result.history),
                    train_time_s=float(result.train_time_s), stopped_reason=result.stopped_reason,
-                   run_dir=str(result.out_dir), history=[dict(h) for h in result.history],
+                   run_dir=str(result.out_dir), history=result.history_rows,
                    planned_epochs=result.planned_epochs, estimated_epoch_s=result.estimated_epoch_s,
                    test_acc=test.get("test_acc"), test_loss=test.get("test_loss"),
                    test_images=test.get("test_images"))
@@ -123,9 +124,11 @@ class ModelRecord:
     inference_images_per_s: Optional[float] = None
     device: Optional[str] = None
     runtime: str = "torch"                      # where the latencies were measured (compare --runtime)
-    # int8: the measured (first seed's) model scored on the validation split in fp32 and in int8, with
-    # the predictions that changed (cnnzoo.export's accuracy_before_after) and the top-1 "agreement"
-    runtime_accuracy: Optional[dict] = None
+    # int8: the measured (first seed's) model scored on the validation split in fp32 and in int8, and
+    # the share of those images where int8 picks the fp32 model's class (results.json keeps it inside
+    # runtime_accuracy, as "agreement")
+    runtime_accuracy: Optional[Int8Accuracy] = None
+    int8_agreement: Optional[float] = None
     # training (accuracies: means over seeds; the rest: the first seed's, time: mean per run)
     epochs_run: Optional[int] = None
     train_time_s: Optional[float] = None
@@ -137,7 +140,7 @@ class ModelRecord:
     stopped_reason: Optional[str] = None
     run_dir: Optional[str] = None
     train_config: Optional[dict] = None
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # EpochRecord.to_dict rows, as history.json holds them
     # uncertainty
     val_images: Optional[int] = None
     val_acc_low: Optional[float] = None         # 95 % interval of best_val_acc (see interval())
@@ -166,7 +169,11 @@ class ModelRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as ``results.json`` holds it: JSON-safe, every field present."""
-        return jsonable(asdict(self))
+        out = asdict(self)
+        agreement = out.pop("int8_agreement")
+        if self.runtime_accuracy is not None:
+            out["runtime_accuracy"] = {**self.runtime_accuracy.to_dict(), "agreement": agreement}
+        return jsonable(out)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelRecord":
@@ -176,6 +183,9 @@ class ModelRecord:
         record = _from_dict(cls, d)
         record.runs = [_from_dict(SeedRun, r) for r in d.get("runs") or []]
         record.per_class = PerClass.from_dict(d["per_class"]) if d.get("per_class") else None
+        int8 = d.get("runtime_accuracy")
+        record.runtime_accuracy = Int8Accuracy.from_dict(int8) if int8 else None
+        record.int8_agreement = int8.get("agreement") if int8 else None
         return record
 
     def __getitem__(self, key: str) -> Any:

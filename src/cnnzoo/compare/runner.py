@@ -1,21 +1,25 @@
 """Train several models on the same data, measure each, and keep the report current after every one.
 
-The loop is deliberately plain: load the data once per image size, estimate every model's time from
-a few measured steps and print the plan, then for each model either reuse its earlier result (same
-settings), or train it (once per seed), measure and evaluate it and record it - catching a failure
-so the others still run - and rewrite every artefact. Ctrl-C marks the model in training as
-interrupted, writes the report, and re-raises so the command exits with 130.
+In two steps. :func:`plan_comparison` checks every model and option, loads the data once per image
+size, resolves each model's settings (a :class:`~cnnzoo.training.TrainConfig`), finds the models an
+earlier run already did with the same settings, estimates the others' time from a few measured steps
+and prints the plan: a :class:`ComparisonPlan`. :func:`run_plan` then trains each model of the plan
+(once per seed) with the ``train`` function it is given, measures and evaluates it and records it -
+catching a failure so the others still run - and rewrites every artefact. Ctrl-C marks the model in
+training as interrupted, writes the report, and re-raises so the command exits with 130.
+:func:`compare` is the two in one call.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gc
 import shutil
 import statistics
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -26,21 +30,26 @@ from cnnzoo.checkpoint import load_checkpoint
 from cnnzoo.compare.analysis import accuracy_text
 from cnnzoo.compare.estimate import Estimate, estimate_model, format_duration, plan_table
 from cnnzoo.compare.gallery import per_class_from_evaluation
+from cnnzoo.compare.meta import EVERY_MODEL, ChosenSet, ComparisonMeta, DataSummary
 from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
 from cnnzoo.compare.record import ModelRecord, SeedRun, interval_over_images_and_seeds, mean_and_std
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
-from cnnzoo.data import load_dataset
+from cnnzoo.data import DataSplits, load_dataset
+from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.profiling import measure_latency, summary
 from cnnzoo.registry import check_model_args, parse_model_spec, require_task
-from cnnzoo.training import TrainConfig
+from cnnzoo.training import TrainConfig, TrainResult
 from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
 from cnnzoo.training.distributed import Processes
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
 SPEC_IMAGE_SIZE = "image_size"  # spec keys that are not model arguments: the side it trains at,
 SPEC_WEIGHTS = "weights"        # and the weights it starts from (resnet18:weights=torchvision)
+PER_RUN = ("model", "model_args", "data", "out_dir", "resume")  # config fields RunSettings keeps otherwise or not
+
+TrainFunction = Callable[..., TrainResult]  # train(config, *, data, progress): cnnzoo.training.train
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,106 @@ class LatencySettings:
     runtime: str = "torch"
 
 
+@dataclass(frozen=True)
+class DataFacts:
+    """The data a model's numbers come from, as its settings record it."""
+
+    source: str
+    train_images: int
+    val_images: int
+    classes: tuple[str, ...]
+    image_size: int
+
+    @classmethod
+    def from_splits(cls, splits: DataSplits) -> "DataFacts":
+        return cls(str(splits.source), len(splits.train), len(splits.val) if splits.val is not None else 0,
+                   tuple(splits.class_names), splits.image_size)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that decides one model's numbers: its spec, the data, every training setting as
+    training itself resolves it (batch size, the family's optimizer...), the seeds and where latency is
+    measured. ``results.json`` keeps :meth:`to_dict` as each record's ``settings``; a re-run reuses a
+    result whose settings are equal, and retrains exactly when any of them changed."""
+
+    model: str
+    model_args: dict          # as the spec gives them (the config's are the resolved ones)
+    data: DataFacts
+    config: TrainConfig       # resolved; its per-run fields (PER_RUN) are not compared
+    repeats: int = 1
+    latency_runtime: str = "torch"
+
+    def to_dict(self) -> dict[str, Any]:
+        resolved = {k: v for k, v in self.config.to_dict().items() if k not in PER_RUN}
+        out = {"model": self.model, "model_args": self.model_args, "data": dataclasses.asdict(self.data), **resolved}
+        if self.repeats > 1:  # absent for one seed, so results written before repeats existed are still reused
+            out["repeats"] = self.repeats
+        if self.latency_runtime != "torch":  # measured elsewhere: a result timed in PyTorch is not this one
+            out["latency_runtime"] = self.latency_runtime
+        return jsonable(out)
+
+
+class DataCache:
+    """The data as each run sees it, loaded once per (image size, seed). The seed picks the validation
+    split of built-in and synthetic data (not of folders, split by file names), so a repeat's
+    checkpoint describes its own data exactly and ``cnnzoo evaluate`` finds the images it held out."""
+
+    def __init__(self, config: TrainConfig, progress: bool):
+        self.config, self.progress = config, progress
+        self._loaded: dict[tuple[Optional[int], int], DataSplits] = {}
+
+    def splits(self, image_size: Optional[int], seed: Optional[int] = None) -> DataSplits:
+        """The data at ``image_size`` (None: the data's own) split by ``seed`` (the comparison's when None)."""
+        seed = self.config.seed if seed is None else seed
+        if (image_size, seed) not in self._loaded:
+            c = self.config
+            splits = load_dataset(c.data, image_size=image_size, val_fraction=c.val_fraction, seed=seed,
+                                  cache_dir=c.cache_dir, resize=c.resize, progress=self.progress)
+            self._loaded[(image_size, seed)] = self._loaded[(splits.image_size, seed)] = splits
+        return self._loaded[(image_size, seed)]
+
+    @property
+    def image_sizes(self) -> list[int]:
+        return sorted({s.image_size for s in self._loaded.values()})
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """One model of a plan: how each of its runs is configured, and what is known before training."""
+
+    entry: ModelEntry
+    config: TrainConfig        # each run's, but for its seed, folder and resume (set per run)
+    settings: RunSettings
+    estimate: Estimate
+    reused: Optional[ModelRecord] = None  # done before with these settings: not trained again
+    resume: bool = False       # interrupted before with these settings: continued from its last.pt
+
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """What :func:`plan_comparison` decided and :func:`run_plan` carries out."""
+
+    models: tuple[PlannedModel, ...]
+    out_dir: Path
+    meta: ComparisonMeta
+    data: DataCache
+    repeats: int = 1
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    default_set: Optional[DefaultPlan] = None  # the set chosen for the data when no models were given
+    progress: bool = True
+    is_main: bool = True   # under torchrun every process trains; rank 0 alone reports
+    started: float = 0.0   # time.perf_counter() when planning began: the wall time counts loading too
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.meta.seeds
+
+    @property
+    def estimates(self) -> list[Estimate]:
+        return [m.estimate for m in self.models]
+
+
 @dataclass
 class Comparison:
     """What :func:`compare` returns: one record per model, the report paths, the plan and its estimates.
@@ -82,7 +191,7 @@ class Comparison:
     out_dir: Path
     paths: dict[str, Path]
     plan: Optional[DefaultPlan] = None
-    meta: dict = field(default_factory=dict)
+    meta: ComparisonMeta = ComparisonMeta()
     estimates: list[Estimate] = field(default_factory=list)
 
     @property
@@ -128,7 +237,8 @@ def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
 
 def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "compare", progress: bool = True,
             latency: Optional[LatencySettings] = None, log: Callable[[str], None] = print,
-            repeats: int = 1, total_time_s: Optional[float] = None, **options: Any) -> Comparison:
+            repeats: int = 1, total_time_s: Optional[float] = None, train: TrainFunction = training.train,
+            **options: Any) -> Comparison:
     """Train each of ``models`` on the same split of the data and write a report to ``out_dir``.
 
     ``models`` are specs such as ``'resnet18'`` or ``'mobilenet_v1:width_mult=0.5,image_size=96'``
@@ -141,107 +251,89 @@ def compare(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "co
     whole comparison, shared equally: each run gets ``total_time_s / (models x repeats)`` as its time
     budget. Before training, every model's time is estimated from a few measured steps and the plan
     printed. Re-running with the same ``out_dir`` reuses the models already done with the same settings.
+    ``train`` is the function that trains one run (:func:`cnnzoo.training.train`'s signature).
+
+    The same as :func:`plan_comparison` then :func:`run_plan`.
     """
+    plan = plan_comparison(models, out_dir=out_dir, progress=progress, latency=latency, log=log, repeats=repeats,
+                           total_time_s=total_time_s, **options)
+    return run_plan(plan, train=train, log=log)
+
+
+def plan_comparison(models: Optional[Sequence[str]] = None, *, out_dir: str | Path = "compare",
+                    progress: bool = True, latency: Optional[LatencySettings] = None,
+                    log: Callable[[str], None] = print, repeats: int = 1, total_time_s: Optional[float] = None,
+                    **options: Any) -> ComparisonPlan:
+    """Everything :func:`compare` decides before training (its arguments are :func:`compare`'s): every
+    model and option checked, the data loaded, each model's settings resolved and its time estimated,
+    the models an earlier run in ``out_dir`` did with the same settings found. Prints the plan."""
+    started = time.perf_counter()
     entries = parse_entries(models) if models else None
     repeats = _check_repeats(repeats)
-    shared = _shared_settings(options, total_time_s)
+    shared = _shared_config(options, total_time_s)
     is_main = Processes.from_env().is_main
-    if not is_main:  # under torchrun every process trains; rank 0 alone reports
-        log, write = (lambda line: None), (lambda *args: {})
-    else:
-        write = write_report
-    started = time.perf_counter()
+    log = log if is_main else _silent  # under torchrun every process trains; rank 0 alone reports
     # A progress bar only on a terminal: redirected to a file each refresh would be a line of its own.
-    data_progress = progress and sys.stderr.isatty()
-    loaded: dict[tuple[int, int], Any] = {}  # (image size, seed) -> splits
-
-    def splits_for(size: Optional[int], seed: Optional[int] = None):
-        """The data at ``size`` as a run with ``seed`` sees it - each loaded once. The seed picks the
-        validation split of built-in and synthetic data (not of folders, split by file names), so a
-        repeat's checkpoint describes its own data exactly and ``cnnzoo evaluate`` finds the images
-        it held out."""
-        seed = shared["seed"] if seed is None else seed
-        if (size, seed) not in loaded:
-            splits = load_dataset(shared["data"], image_size=size, val_fraction=shared["val_fraction"], seed=seed,
-                                  cache_dir=shared["cache_dir"], resize=shared["resize"], progress=data_progress)
-            loaded[(size, seed)] = loaded[(splits.image_size, seed)] = splits
-        return loaded[(size, seed)]
-
-    splits = splits_for(shared["image_size"])
-    plan = choose_plan(len(splits.train), splits.image_size)
+    data = DataCache(shared, progress=progress and sys.stderr.isatty())
+    splits = data.splits(shared.image_size)
+    default_set = choose_plan(len(splits.train), splits.image_size)
     if entries is None:
-        entries = parse_entries(plan.models)
+        entries = parse_entries(default_set.models)
         log(plans_table())
-        log(plan.describe())
-    if shared["epochs"] is None and shared["time_budget_s"] is None and total_time_s is None:
-        shared["epochs"] = plan.epochs
-    if total_time_s is not None:
-        shared["time_budget_s"] = total_time_s / (len(entries) * repeats)
-    shared["image_size"] = splits.image_size
-    data_of = {e.name: splits_for(e.image_size or splits.image_size) for e in entries}
-    shared_of = {e.name: {**shared, "image_size": data_of[e.name].image_size,
-                          **({"weights": e.weights} if e.weights else {})} for e in entries}
-    resolved = {e.name: _resolved_settings(e, data_of[e.name], shared_of[e.name], repeats) for e in entries}
-    runtime = (latency or LatencySettings()).runtime
-    if runtime != "torch":  # measured elsewhere: an earlier result timed in PyTorch is not this one
-        for settings in resolved.values():
-            settings["latency_runtime"] = runtime
+        log(default_set.describe())
+    shared = replace(shared, image_size=splits.image_size,
+                     **_budget(shared, default_set.epochs, total_time_s, runs=len(entries) * repeats))
+    latency = latency or LatencySettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
-    reusable = {e.name: find_reusable(previous, e.name, resolved[e.name]) for e in entries}
-
-    def estimate(e: ModelEntry) -> Estimate:
-        if reusable[e.name] is not None:
-            return Estimate(e.name, data_of[e.name].image_size, repeats=repeats, note="reused")
-        if not is_main:  # only rank 0 prints and reports the plan
-            return Estimate(e.name, data_of[e.name].image_size, repeats=repeats)
-        return estimate_model(e, data_of[e.name], shared_of[e.name], repeats)
-
-    estimates = [estimate(e) for e in entries]
-    estimate_of = {e.name: est for e, est in zip(entries, estimates)}
-    table_text = plan_table(estimates, total_time_s)
+    planned = tuple(_plan_model(entry, shared, data, previous, repeats, latency.runtime, is_main)
+                    for entry in entries)
+    table_text = plan_table([p.estimate for p in planned], total_time_s)
     log("plan (estimated from a few measured training steps per model):\n" + table_text)
-    first = next(iter(resolved.values()))
-    meta = _meta(splits, {**shared, "batch_size": first["batch_size"]}, plan if models is None else None,
-                 user_options=set(options), image_sizes=sorted({d.image_size for d in loaded.values()}),
-                 repeats=repeats, total_time_s=total_time_s, estimates=estimates, plan_text=table_text)
+    chosen = None if models else default_set
+    meta = _meta(splits, replace(shared, batch_size=planned[0].settings.config.batch_size), chosen,
+                 user_options=set(options), image_sizes=data.image_sizes, repeats=repeats,
+                 total_time_s=total_time_s, estimates=[p.estimate for p in planned], plan_text=table_text)
+    return ComparisonPlan(planned, out_dir, meta, data, repeats=repeats, latency=latency, default_set=chosen,
+                          progress=progress, is_main=is_main, started=started)
 
+
+def run_plan(plan: ComparisonPlan, *, train: TrainFunction = training.train,
+             log: Callable[[str], None] = print) -> Comparison:
+    """Train, measure and record each model of ``plan`` in turn with ``train`` (reusing those done
+    before), rewriting the report after every one; a model's failure is recorded and the next one
+    runs. Ctrl-C: the report of what finished is written, then KeyboardInterrupt re-raised."""
+    log = log if plan.is_main else _silent
     records: list[ModelRecord] = []
-    paths: dict[str, Path] = {}
-    n = len(entries)
-    for k, entry in enumerate(entries, 1):
-        settings = resolved[entry.name]
-        reused = reusable[entry.name]
-        if reused is not None:
-            log(f"[{k}/{n}] {entry.name}: already done with these settings in {out_dir}; not retrained")
-            records.append(ModelRecord.from_dict(reused))
+    n = len(plan.models)
+    for k, planned in enumerate(plan.models, 1):
+        if planned.reused is not None:
+            log(f"[{k}/{n}] {planned.entry.name}: already done with these settings in {plan.out_dir}; not retrained")
+            records.append(planned.reused)
             continue
-        log(f"[{k}/{n}] {entry.name}: training"
-            + (f" {repeats} times (seeds {shared['seed']}-{shared['seed'] + repeats - 1})" if repeats > 1 else "")
-            + " ...")
+        seeds = plan.seeds
+        log(f"[{k}/{n}] {planned.entry.name}: training"
+            + (f" {len(seeds)} times (seeds {seeds[0]}-{seeds[-1]})" if len(seeds) > 1 else "") + " ...")
         try:
-            size = data_of[entry.name].image_size
-            record = _attempt(entry, settings, lambda seed, size=size: splits_for(size, seed),
-                              shared_of[entry.name], out_dir, progress,
-                              latency or LatencySettings(), _was_interrupted(previous, entry, settings),
-                              repeats, is_main)
+            record = _attempt(plan, planned, train)
         except KeyboardInterrupt:
-            records.append(_unfinished(entry, settings, "interrupted", "stopped by Ctrl-C while training"))
-            records += [_unfinished(e, resolved[e.name], "interrupted",
-                                    "not started: the run was interrupted before this model")
-                        for e in entries[k:]]
-            write(out_dir, records, _finish_meta(meta, started))
-            log(f"[{k}/{n}] interrupted; the report of what finished is in {out_dir}")
+            records.append(_unfinished(planned, "interrupted", "stopped by Ctrl-C while training"))
+            records += [_unfinished(p, "interrupted", "not started: the run was interrupted before this model")
+                        for p in plan.models[k:]]
+            _write(plan, records)
+            log(f"[{k}/{n}] interrupted; the report of what finished is in {plan.out_dir}")
             raise
-        estimate = estimate_of[entry.name]
-        record.estimated_s, record.estimated_epoch_s = estimate.total_s, estimate.epoch_s
         records.append(record)
         log(_finished_line(k, n, record))
-        paths = write(out_dir, records, _finish_meta(meta, started))
+        _write(plan, records)
         _free_memory()
-    paths = write(out_dir, records, _finish_meta(meta, started))
-    return Comparison(records, out_dir, paths, plan if models is None else None, meta, estimates)
+    paths, meta = _write(plan, records)
+    return Comparison(records, plan.out_dir, paths, plan.default_set, meta, plan.estimates)
+
+
+def _silent(line: str) -> None:
+    """The log of a process that does not report (every rank of torchrun but 0)."""
 
 
 def _check_repeats(repeats: Any) -> int:
@@ -250,12 +342,11 @@ def _check_repeats(repeats: Any) -> int:
     return repeats
 
 
-def _shared_settings(options: dict, total_time_s: Optional[float]) -> dict:
-    """The options every model shares: the user's, over training's own defaults (asked of
-    TrainConfig's declarations, not repeated here). Unknown names and bad values are refused now,
-    not once per model after loading the data."""
-    offered = {f.name: f.default for f in training_options("compare")}
-    unknown = sorted(set(options) - set(offered))
+def _shared_config(options: dict, total_time_s: Optional[float]) -> TrainConfig:
+    """The options every model shares: the user's, over training's own defaults. Unknown names and
+    bad values are refused now, not once per model after loading the data."""
+    offered = {f.name for f in training_options("compare")}
+    unknown = sorted(set(options) - offered)
     if unknown:
         raise UserError(f"compare does not take the training option(s) {', '.join(unknown)}; "
                         f"it takes: {', '.join(sorted(offered))}")
@@ -266,85 +357,103 @@ def _shared_settings(options: dict, total_time_s: Optional[float]) -> dict:
         if given:
             flags = " and ".join("--epochs" if g == "epochs" else "--time-budget" for g in given)
             raise UserError(f"--total-time shares one budget across the models; it does not go with {flags}")
-    shared = {**offered, **options}
-    make_config(model="any", **shared)  # checks every value; the model names are checked by parse_entries
-    return shared
+    # checks every value; the model names are checked by parse_entries
+    return make_config(model=EVERY_MODEL, **options)
 
 
-def _resolved_settings(entry: ModelEntry, splits, shared: dict, repeats: int) -> dict:
-    """Everything that decides this model's numbers - the data and every training setting resolved
-    by training itself (batch size, the family's optimizer...) - so a re-run retrains exactly when
-    any of it changed."""
-    config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), **shared)
+def _budget(shared: TrainConfig, default_epochs: int, total_time_s: Optional[float], runs: int) -> dict:
+    """How long each run trains: its share of the total time, else what the user gave, else the
+    default set's epochs for this data."""
+    if total_time_s is not None:
+        return {"time_budget_s": total_time_s / runs}
+    if shared.epochs is None and shared.time_budget_s is None:
+        return {"epochs": default_epochs}
+    return {}
+
+
+def _plan_model(entry: ModelEntry, shared: TrainConfig, data: DataCache, previous: list[dict], repeats: int,
+                runtime: str, is_main: bool) -> PlannedModel:
+    """One model's config, resolved settings, earlier result and estimated time."""
+    splits = data.splits(entry.image_size or shared.image_size)
+    config = replace(shared, model=entry.model, model_args=dict(entry.model_args), image_size=splits.image_size,
+                     weights=entry.weights or shared.weights)
     task = training.task_for_model(entry.model).load(config, data=splits)
-    resolved = training.resolved_config(config, task).to_dict()
-    for per_run in ("model", "model_args", "data", "out_dir", "resume"):
-        resolved.pop(per_run)
-    settings = {
-        "model": entry.model, "model_args": entry.model_args,
-        "data": {"source": str(splits.source), "train_images": len(splits.train),
-                 "val_images": len(splits.val) if splits.val is not None else 0,
-                 "classes": list(splits.class_names), "image_size": splits.image_size},
-        **resolved,
-    }
-    if repeats > 1:  # absent for one seed, so results written before repeats existed are still reused
-        settings["repeats"] = repeats
-    return jsonable(settings)
+    resolved = training.resolved_config(config, task)
+    settings = RunSettings(entry.model, dict(entry.model_args), DataFacts.from_splits(splits), resolved,
+                           repeats, runtime)
+    reused = find_reusable(previous, entry.name, settings.to_dict())
+    if reused is not None:
+        estimate = Estimate(entry.name, splits.image_size, repeats=repeats, note="reused")
+    elif not is_main:  # only rank 0 prints and reports the plan
+        estimate = Estimate(entry.name, splits.image_size, repeats=repeats)
+    else:
+        estimate = estimate_model(entry.name, resolved, task, repeats)
+    return PlannedModel(entry, config, settings, estimate,
+                        reused=None if reused is None else ModelRecord.from_dict(reused),
+                        resume=_was_interrupted(previous, entry.name, settings.to_dict()))
 
 
-def _was_interrupted(previous: list[dict], entry: ModelEntry, settings: dict) -> bool:
+def _was_interrupted(previous: list[dict], name: str, settings: dict) -> bool:
     """An earlier run of this model with the same settings was cut short: continue from its checkpoint."""
-    return any(r.get("name") == entry.name and r.get("status") == "interrupted"
+    return any(r.get("name") == name and r.get("status") == "interrupted"
                and r.get("settings") == settings for r in previous)
 
 
-def _attempt(entry: ModelEntry, settings: dict, *args) -> ModelRecord:
+def _write(plan: ComparisonPlan, records: list[ModelRecord]) -> tuple[dict[str, Path], ComparisonMeta]:
+    """Every artefact of what is done so far (by rank 0 alone), and the meta it was written with."""
+    meta = plan.meta.finished(time.perf_counter() - plan.started)
+    return (write_report(plan.out_dir, records, meta) if plan.is_main else {}), meta
+
+
+def _attempt(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction) -> ModelRecord:
     """Train and measure one model; any failure becomes a "failed" record instead of an exception."""
     try:
-        record = _train_and_measure(entry, *args)
+        record = _train_and_measure(plan, planned, train)
     except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
-        record = _unfinished(entry, settings, "failed", f"{type(err).__name__}: {err}",
+        record = _unfinished(planned, "failed", f"{type(err).__name__}: {err}",
                              traceback.format_exc().splitlines()[-TRACEBACK_LINES:])
-    record.settings = settings
+    record.settings = planned.settings.to_dict()
+    record.estimated_s, record.estimated_epoch_s = planned.estimate.total_s, planned.estimate.epoch_s
     return record
 
 
-def _train_and_measure(entry: ModelEntry, data_for: Callable[[int], Any], shared: dict, out_dir: Path,
-                       progress: bool, latency: LatencySettings, resume: bool, repeats: int,
-                       is_main: bool) -> ModelRecord:
-    model_dir = out_dir / entry.slug
-    if not resume and model_dir.exists():
+def _train_and_measure(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction) -> ModelRecord:
+    model_dir = plan.out_dir / planned.entry.slug
+    if not planned.resume and model_dir.exists():
         # A run of this model with other settings, or one that failed: it is superseded, and the
         # trainer (rightly) refuses to write over a folder that holds a run.
         shutil.rmtree(model_dir)
-    runs, speeds, first = [], [], None
-    for k in range(repeats):
-        seed = shared["seed"] + k
-        run_dir = model_dir if repeats == 1 else model_dir / f"seed-{seed}"
-        config = TrainConfig(model=entry.model, model_args=dict(entry.model_args), out_dir=str(run_dir),
-                             resume=resume and (run_dir / "last.pt").exists(), **{**shared, "seed": seed})
-        # training.train looked up at call time: tests replace it to record what each model is given
-        result = training.train(config, data=data_for(seed), progress=progress)
-        if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
-            raise KeyboardInterrupt
+    first_seed, *other_seeds = plan.seeds
+    first = _train_one(plan, planned, train, model_dir, first_seed)  # measured, and its best.pt evaluated
+    runs, speeds = [SeedRun.from_result(first_seed, first)], [float(first.images_per_s or 0.0)]
+    for seed in other_seeds:
+        result = _train_one(plan, planned, train, model_dir, seed)
         runs.append(SeedRun.from_result(seed, result))
         speeds.append(float(result.images_per_s or 0.0))
-        if first is None:
-            first = result  # its weights are measured and its best.pt evaluated
-        else:
-            del result
-    splits = data_for(shared["seed"])  # the first seed's: its weights are measured, its best.pt evaluated
-    record = _record_from_runs(entry, runs, speeds, first.config, splits)
-    for key, value in _measure(first.model, splits, first.config, latency).items():
-        setattr(record, key, value)
-    if is_main:  # best.pt is written by rank 0 alone
-        record.per_class = _per_class(Path(first.out_dir) / "best.pt", splits, shared)
+        del result
+    splits = plan.data.splits(planned.config.image_size)  # the first seed's
+    record = _record_from_runs(planned.entry, runs, speeds, first.config, splits)
+    _measure(record, first.model, splits, first.config, plan.latency)
+    if plan.is_main:  # best.pt is written by rank 0 alone
+        record.per_class = _per_class(Path(first.out_dir) / "best.pt", splits, planned.config.device)
     del first
     return record
 
 
-def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float], config,
-                      splits) -> ModelRecord:
+def _train_one(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction, model_dir: Path,
+               seed: int) -> TrainResult:
+    """One run of ``planned`` with ``seed``, continuing from its last.pt when the plan says so."""
+    run_dir = model_dir if plan.repeats == 1 else model_dir / f"seed-{seed}"
+    config = replace(planned.config, seed=seed, out_dir=str(run_dir),
+                     resume=planned.resume and (run_dir / "last.pt").exists())
+    result = train(config, data=plan.data.splits(planned.config.image_size, seed), progress=plan.progress)
+    if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
+        raise KeyboardInterrupt
+    return result
+
+
+def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float], config: TrainConfig,
+                      splits: DataSplits) -> ModelRecord:
     """The record of a model's runs: accuracies as means over seeds with their intervals, the rest
     from the first seed (see :mod:`cnnzoo.compare.record`)."""
     head = runs[0]
@@ -363,7 +472,7 @@ def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float
         train_images_per_s=statistics.fmean(speeds) if speeds else None,
         best_val_acc=best, final_val_acc=final, best_epoch=head.best_epoch,
         stopped_reason=head.stopped_reason, run_dir=head.run_dir,
-        train_config=config.to_dict() if hasattr(config, "to_dict") else dict(config),
+        train_config=config.to_dict(),
         history=head.history, val_images=n_val, val_acc_low=low, val_acc_high=high,
         best_val_acc_std=best_std, runs=runs,
         final_train_acc=statistics.fmean(train_accs) if train_accs else None,
@@ -377,48 +486,46 @@ def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float
     return record
 
 
-def _per_class(best_path: Path, splits, shared: dict):
+def _per_class(best_path: Path, splits: DataSplits, device: str):
     """Per-class accuracy, confusion matrix and the most confident mistakes on the validation split,
     scored by the function behind ``cnnzoo evaluate`` on the same checkpoint."""
-    result = training.evaluate(load_checkpoint(best_path), splits, split="val", device=shared.get("device") or "auto")
+    result = training.evaluate(load_checkpoint(best_path), splits, split="val", device=device or "auto")
     return per_class_from_evaluation(result, splits.val.images)
 
 
-def _measure(model, splits, config, latency: LatencySettings) -> dict:
-    """Size, compute and latency of the trained model, at the image size it was trained on."""
+def _measure(record: ModelRecord, model, splits: DataSplits, config: TrainConfig, latency: LatencySettings) -> None:
+    """Size, compute and latency of the trained model, at the image size it was trained on, into ``record``."""
     model.eval()
     input_size = (splits.in_chans, splits.image_size, splits.image_size)
-    device = next(model.parameters()).device.type
     stats = summary(model, input_size=input_size)
-    channels_last = bool(getattr(config, "channels_last", False))
-    batch = int(getattr(config, "batch_size", 1) or 1)
-    # The user's --threads holds for timing too (the trainer restores torch's own count when it ends).
-    threads = getattr(config, "threads", None)
+    record.params, record.macs, record.weights_mb = int(stats.total_params), int(stats.macs), fp32_megabytes(model)
+    batch = int(config.batch_size or 1)
     if latency.runtime != "torch":
-        return {**_sizes(model, stats), **_runtime_latency(model, splits, input_size, batch, threads, latency)}
+        _runtime_latency(record, model, splits, input_size, batch, config.threads, latency)
+        return
+    device = next(model.parameters()).device.type
+    channels_last = bool(config.channels_last)
+    # The user's --threads holds for timing too (the trainer restores torch's own count when it ends).
     at_one = measure_latency(model, input_size, batch_size=1, repeats=latency.repeats, warmup=latency.warmup,
-                             device=device, channels_last=channels_last, threads=threads)
+                             device=device, channels_last=channels_last, threads=config.threads)
     at_batch = measure_latency(model, input_size, batch_size=batch, repeats=latency.batch_repeats,
-                               warmup=1, device=device, channels_last=channels_last, threads=threads)
-    return {
-        "params": int(stats.total_params),
-        "macs": int(stats.macs),
-        "weights_mb": fp32_megabytes(model),
-        "latency_b1_ms": 1000 * float(at_one.per_image_s),
-        "latency_batch_ms_per_image": 1000 * float(at_batch.per_image_s),
-        "latency_batch_size": batch,
-        "inference_images_per_s": float(at_batch.images_per_s),
-        "device": device,
-    }
+                               warmup=1, device=device, channels_last=channels_last, threads=config.threads)
+    _record_latency(record, at_one, at_batch, batch)
+    record.device = device
 
 
-def _sizes(model, stats) -> dict:
-    return {"params": int(stats.total_params), "macs": int(stats.macs), "weights_mb": fp32_megabytes(model)}
+def _record_latency(record: ModelRecord, at_one, at_batch, batch: int) -> None:
+    record.latency_b1_ms = 1000 * float(at_one.per_image_s)
+    record.latency_batch_ms_per_image = 1000 * float(at_batch.per_image_s)
+    record.latency_batch_size = batch
+    record.inference_images_per_s = float(at_batch.images_per_s)
 
 
-def _runtime_latency(model, splits, input_size, batch: int, threads, latency: LatencySettings) -> dict:
+def _runtime_latency(record: ModelRecord, model, splits: DataSplits, input_size, batch: int,
+                     threads: Optional[int], latency: LatencySettings) -> None:
     """Latencies of the trained model exported to ``latency.runtime`` (on the CPU, where those run)."""
-    # measured: cnnzoo.export takes 0.23 s to import (onnx, onnxruntime); only --runtime pays it
+    # imported here: the exporters load onnx and onnxruntime (the optional [export] extra), which only
+    # --runtime needs
     from cnnzoo.export import prepare_runtime
 
     # min_agreement=0: an int8 model that agrees with fp32 less than `cnnzoo export` requires is still
@@ -427,13 +534,11 @@ def _runtime_latency(model, splits, input_size, batch: int, threads, latency: La
     prepared = prepare_runtime(copy.deepcopy(model).cpu().eval(), latency.runtime, input_size=input_size,
                                threads=threads, calibration=splits, class_names=splits.class_names,
                                min_agreement=0.0)
-    at_one = prepared.latency(1, repeats=latency.repeats, warmup=latency.warmup)
-    at_batch = prepared.latency(batch, repeats=latency.batch_repeats, warmup=1)
-    return {"latency_b1_ms": 1000 * float(at_one.per_image_s),
-            "latency_batch_ms_per_image": 1000 * float(at_batch.per_image_s), "latency_batch_size": batch,
-            "inference_images_per_s": float(at_batch.images_per_s), "device": "cpu", "runtime": prepared.label,
-            "runtime_accuracy": prepared.accuracy and {**prepared.accuracy,
-                                                       "agreement": prepared.verification.top1_agreement}}
+    _record_latency(record, prepared.latency(1, repeats=latency.repeats, warmup=latency.warmup),
+                    prepared.latency(batch, repeats=latency.batch_repeats, warmup=1), batch)
+    record.device, record.runtime = "cpu", prepared.label
+    if prepared.accuracy is not None:
+        record.runtime_accuracy, record.int8_agreement = prepared.accuracy, prepared.verification.top1_agreement
 
 
 def fp32_megabytes(model) -> float:
@@ -442,11 +547,11 @@ def fp32_megabytes(model) -> float:
     return sum(t.numel() for t in tensors) * 4 / 1e6
 
 
-def _unfinished(entry: ModelEntry, settings: dict, status: str, reason: str,
-                trace: Optional[list[str]] = None) -> ModelRecord:
+def _unfinished(planned: PlannedModel, status: str, reason: str, trace: Optional[list[str]] = None) -> ModelRecord:
+    entry = planned.entry
     return ModelRecord(name=entry.name, slug=entry.slug, model=entry.model, model_args=dict(entry.model_args),
                        status=status, reason=reason, traceback="\n".join(trace) if trace else None,
-                       settings=settings)
+                       settings=planned.settings.to_dict())
 
 
 def _finished_line(k: int, n: int, record: ModelRecord) -> str:
@@ -458,56 +563,44 @@ def _finished_line(k: int, n: int, record: ModelRecord) -> str:
             + (f" (estimated {format_duration(record.estimated_s)})" if record.estimated_s else ""))
 
 
-def _meta(splits, shared: dict, plan: Optional[DefaultPlan], user_options: set, *, image_sizes: list[int],
-          repeats: int, total_time_s: Optional[float], estimates: list[Estimate], plan_text: str) -> dict:
+def _meta(splits: DataSplits, shared: TrainConfig, chosen: Optional[DefaultPlan], user_options: set, *,
+          image_sizes: list[int], repeats: int, total_time_s: Optional[float], estimates: list[Estimate],
+          plan_text: str) -> ComparisonMeta:
     """What the report says about the whole comparison: data, shared settings, how they were chosen."""
+    return ComparisonMeta(
+        data=DataSummary.from_splits(splits, shared.data, image_sizes), settings=shared,
+        device=str(pick_device(shared.device)), repeats=repeats, total_time_s=total_time_s,
+        estimates=tuple(estimates), estimate_table=plan_text, created=time.strftime("%Y-%m-%d %H:%M:%S"),
+        notes=tuple(_notes(shared, user_options, repeats, total_time_s)),
+        chosen=None if chosen is None else ChosenSet(chosen.name, tuple(chosen.models), chosen.epochs,
+                                                     chosen.describe(), plans_table()))
+
+
+def _notes(shared: TrainConfig, user_options: set, repeats: int, total_time_s: Optional[float]) -> list[str]:
+    """How the shared settings were chosen, in sentences."""
     batch_note = "" if "batch_size" in user_options else (
         f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
-    known = [e.total_s for e in estimates if e.total_s is not None]
-    meta = {
-        "title": "cnnzoo comparison",
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "data": {"source": str(shared["data"]), "num_classes": len(splits.class_names),
-                 "class_names": list(splits.class_names), "train_images": len(splits.train),
-                 "val_images": len(splits.val) if splits.val is not None else 0,
-                 "test_images": len(splits.test) if splits.test is not None else 0,
-                 "image_size": splits.image_size, "image_sizes": image_sizes},
-        "settings": jsonable(shared),
-        "repeats": repeats,
-        "total_time_s": total_time_s,
-        "estimate": {"table": plan_text, "total_s": sum(known) if known else None,
-                     "models": jsonable([{"name": e.name, "epochs": e.epochs, "epoch_s": e.epoch_s,
-                                          "total_s": e.total_s, "note": e.note} for e in estimates])},
-        "notes": [
-            f"Batch size {shared['batch_size']} for every model{batch_note}.",
-            "Per-family training defaults, used unless --optimizer or --lr is given: "
-            + "; ".join(f"{family}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                                  for k, v in options.items())
-                        for family, options in FAMILY_TRAINING.items())
-            + ". Other families use cnnzoo train's defaults (each run's resolved settings are in "
-              "results.json, train_config).",
-        ],
-    }
+    notes = [
+        f"Batch size {shared.batch_size} for every model{batch_note}.",
+        "Per-family training defaults, used unless --optimizer or --lr is given: "
+        + "; ".join(f"{family}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in options.items())
+                    for family, options in FAMILY_TRAINING.items())
+        + ". Other families use cnnzoo train's defaults (each run's resolved settings are in "
+          "results.json, train_config).",
+    ]
     if repeats > 1:
-        meta["notes"].append(f"Each model was trained {repeats} times, with seeds {shared['seed']} to "
-                             f"{shared['seed'] + repeats - 1}: a seed sets initialisation, batch order and "
-                             "augmentation, and the validation split of data split by seed (built-in, synthetic, "
-                             "CIFAR; a folder's split is fixed by its file names). Every model sees the same "
-                             "split for the same seed. Accuracies are means +- standard deviations over the "
-                             "seeds; per-class numbers and mistakes are the first seed's.")
+        notes.append(f"Each model was trained {repeats} times, with seeds {shared.seed} to "
+                     f"{shared.seed + repeats - 1}: a seed sets initialisation, batch order and "
+                     "augmentation, and the validation split of data split by seed (built-in, synthetic, "
+                     "CIFAR; a folder's split is fixed by its file names). Every model sees the same "
+                     "split for the same seed. Accuracies are means +- standard deviations over the "
+                     "seeds; per-class numbers and mistakes are the first seed's.")
     if total_time_s is not None:
-        meta["notes"].append(f"Total budget {format_duration(total_time_s)} of training, shared equally: "
-                             f"{format_duration(shared['time_budget_s'])} per run, each run's schedule "
-                             "fitted to the epochs that budget holds.")
-    if plan is not None:
-        meta["plan"] = {"name": plan.name, "models": list(plan.models), "epochs": plan.epochs,
-                        "note": plan.describe(), "table": plans_table()}
-    return meta
-
-
-def _finish_meta(meta: dict, started: float) -> dict:
-    """``meta`` with the wall-clock time so far (everything: loading, estimating, training, measuring)."""
-    return {**meta, "wall_time_s": time.perf_counter() - started}
+        notes.append(f"Total budget {format_duration(total_time_s)} of training, shared equally: "
+                     f"{format_duration(shared.time_budget_s)} per run, each run's schedule "
+                     "fitted to the epochs that budget holds.")
+    return notes
 
 
 def _free_memory() -> None:
