@@ -1,13 +1,14 @@
 """The convolution every model here uses, and the conv -> norm -> activation block built on it."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .factories import get_act_layer, get_norm_layer
+from .padding import TFSamePad2d
 
 # When a convolution's output has at most this many positions (a 2x2 map or smaller, as in the last
 # stage of a ResNet at 64 px or 32 px), oneDNN's CPU weight-gradient kernel is far slower than the
@@ -104,17 +105,32 @@ class ConvNormAct(nn.Sequential):
     Children are named ``conv``, ``norm`` and ``act``; a norm or activation of ``'none'`` is left out
     rather than replaced by an Identity, so the state dict holds only what computes something.
     ``bias=None`` means: a bias only when there is no norm (a norm's shift makes it redundant).
+
+    ``padding``: ``None`` pads ``(kernel_size - 1) // 2 * dilation`` on every side (PyTorch's
+    convention); an int pads that much; ``"tf"`` pads as TensorFlow's ``"SAME"`` (a ``TFSamePad2d``
+    child ``pad`` in front of an unpadded conv; ``input_size`` fixes its pads for that size); four
+    ints ``(left, right, top, bottom)`` pad exactly that (Keras' explicit ``ZeroPadding2D``). Neither
+    ``pad`` child has parameters, so the state dict is the same for every padding.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 padding: Optional[int] = None, groups: int = 1, dilation: int = 1,
-                 norm="batch", act="relu", bias: Optional[bool] = None):
+                 padding: Union[int, str, tuple[int, int, int, int], None] = None, groups: int = 1,
+                 dilation: int = 1, norm="batch", act="relu", bias: Optional[bool] = None,
+                 input_size: Optional[int] = None):
         norm_layer, act_layer = get_norm_layer(norm), get_act_layer(act)
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         if bias is None:
             bias = norm_layer is None
         super().__init__()
+        if padding == "tf" and (kernel_size == 1 or stride == 1 and (kernel_size - 1) * dilation % 2 == 0):
+            padding = (kernel_size - 1) // 2 * dilation  # TensorFlow's "SAME" is symmetric here: no pad layer
+        if padding == "tf":
+            self.pad, padding = TFSamePad2d(kernel_size, stride, dilation, input_size), 0
+        elif isinstance(padding, (tuple, list)) and len(padding) == 4:
+            self.pad, padding = nn.ZeroPad2d(tuple(padding)), 0
+        elif isinstance(padding, str):
+            raise ValueError(f"unknown padding {padding!r}: an int, 'tf' or (left, right, top, bottom)")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                            dilation=dilation, groups=groups, bias=bias)
         if norm_layer is not None:

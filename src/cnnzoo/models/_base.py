@@ -2,8 +2,12 @@
 comparison need nothing model-specific."""
 from __future__ import annotations
 
+from typing import Mapping, Optional, TypeVar
+
 import torch
 from torch import nn
+
+from cnnzoo.registry import ModelError
 
 
 class Classifier(nn.Module):
@@ -13,6 +17,7 @@ class Classifier(nn.Module):
     num_features: int
     num_classes: int
     head: nn.Module
+    layout: str = "torch"  # whose network this is, where references differ (see ``pick_layout``)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -32,3 +37,26 @@ class Classifier(nn.Module):
         """Replace the final linear layer with a freshly initialised one for ``num_classes`` outputs."""
         self.head.reset(num_classes)
         self.num_classes = num_classes
+
+    def keras_layer_names(self) -> dict[str, str]:
+        """Module path -> the name of the same layer in ``keras.applications`` (its weight files and its
+        ``model.summary()``), for a family built with ``layout="keras"``; empty where Keras has no twin."""
+        return {}
+
+
+Layout = TypeVar("Layout")
+
+
+def pick_layout(layouts: Mapping[str, Layout], layout: str, family: str) -> Layout:
+    """The family's record of ``layout`` ("torch": ours and torchvision's; "keras": keras.applications')."""
+    try:
+        return layouts[layout]
+    except KeyError:
+        raise ModelError(f"{family}: unknown layout {layout!r}; choose one of {', '.join(layouts)}") from None
+
+
+def conv_names(path: str, conv: str, norm: Optional[str] = None, act: Optional[str] = None,
+               pad: Optional[str] = None) -> dict[str, str]:
+    """Keras' names for the children of the ``ConvNormAct`` at ``path`` (those Keras has)."""
+    names = {"pad": pad, "conv": conv, "norm": norm, "act": act}
+    return {f"{path}.{child}": name for child, name in names.items() if name}

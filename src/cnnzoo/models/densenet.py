@@ -4,8 +4,9 @@ the channels and the resolution (the paper's table 1)."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -22,11 +23,21 @@ from cnnzoo.layers import (
 from cnnzoo.layers.helpers import make_act
 from cnnzoo.registry import register_model
 
-from ._base import Classifier
+from ._base import Classifier, conv_names, pick_layout
 from ._convert import rename_keys
 
 BN_SIZE = 4  # the bottleneck 1x1 conv makes bn_size * growth_rate channels
 COMPRESSION = 0.5  # transitions keep this fraction of the channels (the "C" of DenseNet-BC)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a DenseNet's reference differs from ours in what it computes (and so in which weights fit)."""
+    norm_eps: Optional[float] = None  # None: PyTorch's 1e-5
+
+
+# keras.applications.DenseNet121/169/201 are our network with batch norm's eps at 1.001e-5
+LAYOUTS = {"torch": Layout(), "keras": Layout(norm_eps=1.001e-5)}
 
 
 class DenseNet(Classifier):
@@ -34,12 +45,16 @@ class DenseNet(Classifier):
     ``(32, (6, 12, 24, 16), 64)``. ``width_mult`` scales the growth rate and the stem width.
 
     ``drop_rate`` is dropout before the classifier (torchvision's ``drop_rate`` is per dense layer instead).
+    ``layout="keras"`` is Keras' network (see ``LAYOUTS``), the one its weight files fit.
     """
 
     def __init__(self, growth_rate: int = 32, block_config: Sequence[int] = (6, 12, 24, 16),
                  init_features: int = 64, num_classes: int = 1000, in_chans: int = 3, norm="batch",
-                 act="relu", drop_rate: float = 0.0, conv_bias: bool = False, width_mult: float = 1.0):
+                 act="relu", drop_rate: float = 0.0, conv_bias: bool = False, width_mult: float = 1.0,
+                 layout: str = "torch"):
         super().__init__()
+        self.layout, spec = layout, pick_layout(LAYOUTS, layout, "densenet")
+        norm = get_norm_layer(norm, eps=spec.norm_eps)
         growth_rate = make_divisible(growth_rate * width_mult)
         channels = make_divisible(init_features * width_mult)
         conv = dict(norm=norm, act=act, bias=conv_bias)
@@ -64,6 +79,25 @@ class DenseNet(Classifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def keras_layer_names(self) -> dict[str, str]:
+        names = conv_names("features.stem", "conv1_conv", "conv1_bn", "conv1_relu") | {"features.stem_pool": "pool1"}
+        layer_children = {"norm1": "0_bn", "act1": "0_relu", "conv1": "1_conv", "norm2": "1_bn", "act2": "1_relu",
+                          "conv2": "2_conv"}
+        for name, module in self.features.named_children():
+            if isinstance(module, DenseBlock):  # Keras' dense block i+1 is "conv{i+1}", transition i "pool{i+1}"
+                stage = int(name.removeprefix("block")) + 1
+                for j, layer in enumerate(module.layers, start=1):
+                    names.update({f"features.{name}.layers.{layer}.{child}": f"conv{stage}_block{j}_{suffix}"
+                                  for child, suffix in layer_children.items()})
+                    # the block's concatenations, a row each in the summary: "cat", "cat_1", ...
+                    names[f"features.{name}.cat" + (f"_{j - 1}" if j > 1 else "")] = f"conv{stage}_block{j}_concat"
+            elif isinstance(module, Transition):
+                stage = int(name.removeprefix("transition")) + 1
+                names.update({f"features.{name}.{child}": f"pool{stage}_{child.replace('norm', 'bn')}"
+                              for child in ("norm", "act", "conv", "pool")})
+        return names | {"features.final_norm": "bn", "features.final_act": "relu", "head.pool": "avg_pool",
+                        "head.fc": "predictions"}
 
 
 def convert_torchvision_densenet(state_dict: dict) -> tuple[dict, dict]:

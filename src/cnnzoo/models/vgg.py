@@ -7,8 +7,9 @@ a number is a 3x3 conv with that many channels, "M" a max-pool.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import partial
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -16,7 +17,7 @@ from torch import nn
 from cnnzoo.layers import ConvNormAct, MlpHead, init_weights_he, make_divisible
 from cnnzoo.registry import register_model
 
-from ._base import Classifier
+from ._base import Classifier, pick_layout
 from ._convert import rename_keys
 
 CFGS: dict[str, list[Union[int, str]]] = {
@@ -28,6 +29,18 @@ CFGS: dict[str, list[Union[int, str]]] = {
 }
 HIDDEN = 4096  # width of the two hidden fully connected layers
 POOL_SIZE = 7  # the head pools any input to 7x7 (as torchvision), so small images work too
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a VGG's reference differs from ours."""
+    drop_rate: float = 0.5  # after each hidden layer of the head
+
+
+# keras.applications.VGG16/VGG19 have no dropout. They flatten the last map channels-last, which
+# only orders fc1's inputs: the Keras weight reader reorders fc1's columns, the network is the same.
+# They have no pool either (the map is flattened as it is): pool_size = input side / 32 matches it.
+LAYOUTS = {"torch": Layout(), "keras": Layout(drop_rate=0.0)}
 
 
 def layer_names(cfg: Sequence[Union[int, str]]) -> list[str]:
@@ -45,12 +58,19 @@ def layer_names(cfg: Sequence[Union[int, str]]) -> list[str]:
 
 class VGG(Classifier):
     """VGG from a configuration list. ``num_features`` is the MLP's hidden width (4096): the MLP is
-    the head, and ``forward_head(x, pre_logits=True)`` returns its last hidden vector (as timm)."""
+    the head, and ``forward_head(x, pre_logits=True)`` returns its last hidden vector (as timm).
+
+    The head pools the last map to ``pool_size`` x ``pool_size`` first. ``layout="keras"`` is Keras'
+    network (see ``LAYOUTS``); ``drop_rate=None`` is the layout's.
+    """
 
     def __init__(self, cfg: Sequence[Union[int, str]] = tuple(CFGS["D"]), num_classes: int = 1000,
-                 in_chans: int = 3, norm="none", act="relu", drop_rate: float = 0.5, conv_bias: bool = True,
-                 width_mult: float = 1.0):
+                 in_chans: int = 3, norm="none", act="relu", drop_rate: Optional[float] = None,
+                 conv_bias: bool = True, width_mult: float = 1.0, pool_size: int = POOL_SIZE,
+                 layout: str = "torch"):
         super().__init__()
+        self.layout, spec = layout, pick_layout(LAYOUTS, layout, "vgg")
+        drop_rate = spec.drop_rate if drop_rate is None else drop_rate
         layers, channels = [], in_chans
         for name, v in zip(layer_names(cfg), cfg):
             if v == "M":
@@ -62,11 +82,20 @@ class VGG(Classifier):
         self.features = nn.Sequential(OrderedDict(layers))
         self.num_features = make_divisible(HIDDEN * width_mult)
         self.num_classes = num_classes
-        self.head = MlpHead(channels, self.num_features, num_classes, POOL_SIZE, drop_rate, act)
+        self.head = MlpHead(channels, self.num_features, num_classes, pool_size, drop_rate, act)
         init_weights_he(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
+
+    def keras_layer_names(self) -> dict[str, str]:
+        # Keras' Conv2D carries its ReLU, so "block1_conv1" names our conv and act both
+        names = {}
+        for name, layer in self.features.named_children():
+            names.update({f"features.{name}.{child}": name for child in ("conv", "act")}
+                         if isinstance(layer, ConvNormAct) else {f"features.{name}": name})
+        return names | {"head.mlp.fc1": "fc1", "head.mlp.act1": "fc1", "head.mlp.fc2": "fc2",
+                        "head.mlp.act2": "fc2", "head.fc": "predictions"}
 
 
 def convert_torchvision_vgg(state_dict: dict, cfg: Sequence[Union[int, str]]) -> tuple[dict, dict]:
