@@ -29,11 +29,21 @@ def build_on_meta(name: str, **args) -> nn.Module:
 
 def test_every_family_is_registered():
     families = {get_model_info(n).family for n in ALL_MODELS}
-    assert families == {"vgg", "googlenet", "resnet", "mobilenet", "densenet"}
-    assert len(ALL_MODELS) == 20
+    assert families == {"vgg", "googlenet", "resnet", "mobilenet", "densenet", "efficientnet", "shufflenet",
+                        "squeezenet"}
+    assert len(ALL_MODELS) == 41
     for name in ALL_MODELS:
         info = get_model_info(name)
-        assert info.paper and info.input_size == (3, 224, 224)
+        assert info.paper and info.input_size == (3, *[DESIGN_SIZES.get(name, 224)] * 2)
+
+
+# EfficientNet's compound scaling raises the resolution with the model (Tan & Le 2019, section 3.3; the
+# sizes are those of the official TensorFlow release's efficientnet_builder.py and of its Lite variants'
+# efficientnet_lite_builder.py). Every other family is designed at 224 px.
+DESIGN_SIZES = {"efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300, "efficientnet_b4": 380,
+                "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
+                "efficientnet_lite1": 240, "efficientnet_lite2": 260, "efficientnet_lite3": 280,
+                "efficientnet_lite4": 300}
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

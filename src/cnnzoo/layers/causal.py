@@ -96,6 +96,13 @@ class CausalConv1d(nn.Conv1d):
         return taps @ weight if bias is None else torch.addmm(bias, taps, weight)
 
 
+def _bias(conv: nn.Conv1d) -> torch.Tensor:
+    """A convolution's bias; the WaveNet block's convolutions always have one (made with bias=True)."""
+    if conv.bias is None:
+        raise ValueError(f"{conv} has no bias; WaveNet's step path needs one")
+    return conv.bias
+
+
 class StepWeights(NamedTuple):
     """A :class:`WaveNetBlock`'s parameters arranged for :meth:`WaveNetBlock.step`: matrices to
     right-multiply (not kernels), the condition folded into the bias. Made once per generation."""
@@ -141,6 +148,8 @@ class WaveNetBlock(nn.Module):
         return x + self.residual(z), self.skip(z)
 
     def _condition_embedding(self, condition: Optional[torch.Tensor]) -> torch.Tensor:
+        if self.condition is None:
+            raise ValueError("this block is not conditioned (num_conditions=0): pass no condition")
         if condition is None:
             raise ValueError("this block is conditioned: pass condition, a LongTensor [N] of ids")
         return self.condition(condition)
@@ -150,11 +159,11 @@ class WaveNetBlock(nn.Module):
 
     def step_weights(self, condition: Optional[torch.Tensor] = None) -> StepWeights:
         """This block's parameters for :meth:`step`; ``condition`` LongTensor ``[N]`` when conditioned."""
-        bias = self.conv.bias
+        bias = _bias(self.conv)
         if self.condition is not None:
             bias = bias + self._condition_embedding(condition)
-        return StepWeights(self.conv.step_weight(), bias, self.residual.weight[:, :, 0].t(), self.residual.bias,
-                           self.skip.weight[:, :, 0].t(), self.skip.bias)
+        return StepWeights(self.conv.step_weight(), bias, self.residual.weight[:, :, 0].t(), _bias(self.residual),
+                           self.skip.weight[:, :, 0].t(), _bias(self.skip))
 
     def step(self, x: torch.Tensor, queue: Optional[StepQueue], weights: StepWeights
              ) -> tuple[torch.Tensor, torch.Tensor]:

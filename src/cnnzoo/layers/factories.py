@@ -49,6 +49,8 @@ ACT_LAYERS: dict[str, ActLayer] = {
     "silu": partial(nn.SiLU, inplace=True),
     "swish": partial(nn.SiLU, inplace=True),
     "hardswish": partial(nn.Hardswish, inplace=True),
+    # a squeeze-excitation gate on a [N, C, 1, 1] map: nothing to save by working in place
+    "hardsigmoid": nn.Hardsigmoid,
     "mish": partial(nn.Mish, inplace=True),
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,

@@ -2,11 +2,16 @@
 variants at its bottom). The classes are exported for users who want to build a custom configuration,
 e.g. ``ResNet(block=BasicBlock, layers=(1, 1, 1, 1))``."""
 from .densenet import DenseNet
+from .efficientnet import EfficientNet
 from .googlenet import GoogLeNet
 from .mobilenet_v1 import MobileNetV1
 from .mobilenet_v2 import MobileNetV2
+from .mobilenet_v3 import MobileNetV3
 from .resnet import ResNet
+from .shufflenet_v2 import ShuffleNetV2
+from .squeezenet import SqueezeNet
 from .vgg import VGG
 from .wavenet import WaveNet, WaveNetConfig
 
-__all__ = ["DenseNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "ResNet", "VGG", "WaveNet", "WaveNetConfig"]
+__all__ = ["DenseNet", "EfficientNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "MobileNetV3", "ResNet",
+           "ShuffleNetV2", "SqueezeNet", "VGG", "WaveNet", "WaveNetConfig"]

@@ -6,8 +6,10 @@ classifiers on inception4a and inception4d used only in training.
 """
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from functools import partial
+from typing import Callable
 
 import torch
 from torch import nn
@@ -17,7 +19,7 @@ from cnnzoo.layers.helpers import make_act
 from cnnzoo.registry import register_model
 
 from ._base import Classifier
-from ._convert import rename_keys
+from ._convert import Rule, rename_keys
 
 # Table 1: name -> (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj); "pool" is a stride-2 max-pool.
 BODY = (
@@ -83,12 +85,15 @@ class GoogLeNet(Classifier):
             conv3=ConvNormAct(ch(64), ch(192), 3, **conv),
             pool2=nn.MaxPool2d(3, stride=2, ceil_mode=True),
         ))
-        layers, channels, aux_inputs = [], ch(192), []
+        layers: list[tuple[str, nn.Module]] = []
+        channels, aux_inputs = ch(192), []
         for name, spec in BODY:
-            if name.startswith("pool"):
+            if isinstance(spec, int):  # a stride-2 max-pool of this kernel
                 layers.append((name, nn.MaxPool2d(spec, stride=2, ceil_mode=True)))
                 continue
-            block = InceptionBlock(channels, *map(ch, spec), large_kernel=large_branch_kernel, **conv)
+            c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj = map(ch, spec)
+            block = InceptionBlock(channels, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj,
+                                   large_kernel=large_branch_kernel, **conv)
             layers.append((name, block))
             channels = block.out_channels
             if name in AUX_TAPS:
@@ -103,7 +108,8 @@ class GoogLeNet(Classifier):
         init_weights_he(self)
 
     def _features_and_aux(self, x: torch.Tensor, with_aux: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x, aux = self.stem(x), []
+        aux: list[torch.Tensor] = []
+        x = self.stem(x)
         for name, layer in self.blocks.named_children():
             x = layer(x)
             if with_aux and name in AUX_TAPS:
@@ -137,13 +143,13 @@ def convert_torchvision_googlenet(state_dict: dict) -> tuple[dict, dict]:
     Note: torchvision's ImageNet weights were trained with ``transform_input=True`` (inputs re-scaled
     from ImageNet normalisation to [-1, 1]); feed such inputs normalised with mean=std=0.5.
     """
-    def basic_conv(prefix: str):
+    def basic_conv(prefix: Callable[[re.Match], str]) -> Callable[[re.Match], str]:
         # torchvision's BasicConv2d (conv, bn) is our ConvNormAct (conv, norm)
         return lambda m: f"{prefix(m)}.{'norm' if m['kind'] == 'bn' else 'conv'}.{m['rest']}"
 
     tail = r"\.(?P<kind>conv|bn)\.(?P<rest>.+)"
     branch_parts = {"2.0": "2.reduce", "2.1": "2.conv", "3.0": "3.reduce", "3.1": "3.conv", "4.1": "4.proj"}
-    rules = [
+    rules: list[Rule] = [
         (rf"conv(?P<i>[123]){tail}", basic_conv(lambda m: f"stem.conv{m['i']}")),
         (rf"(?P<block>inception\w+)\.branch1{tail}", basic_conv(lambda m: f"blocks.{m['block']}.branch1")),
         (rf"(?P<block>inception\w+)\.branch(?P<b>\d\.\d){tail}",
