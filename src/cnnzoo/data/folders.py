@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import IMAGE_EXTENSIONS, decode_image
-from cnnzoo.data.splits import DataError, DataSplits, channel_stats, n_val_for
+from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name
 from cnnzoo.files import list_files
 
 FOLDER_DEFAULT_SIZE = 64
@@ -98,11 +98,6 @@ def check_same_classes(train_folder: Path, other_folder: Path, train: list[str],
                     f"Every split needs the same class folders.")
 
 
-def _hash_order(relpath: str) -> str:
-    # Which files go to val depends only on their names: stable across runs, seeds and machines.
-    return hashlib.sha1(relpath.encode()).hexdigest()
-
-
 def scan_folder(root: Path, val_fraction: float) -> tuple[list[str], list[ImageFile]]:
     """Class names and every image file of the dataset, in storage order (train, then val, then test)."""
     folders = find_split_folders(root)
@@ -130,12 +125,9 @@ def _hold_out_val(assigned, root: Path, val_fraction: float):
     """Move ``val_fraction`` of each train class to val, chosen by a hash of the file name."""
     out = [item for item in assigned if item[0] != 0]
     train = [item for item in assigned if item[0] == 0]
-    for label in sorted({item[1] for item in train}):
-        paths = sorted((item[2] for item in train if item[1] == label),
-                       key=lambda path: _hash_order(path.relative_to(root).as_posix()))
-        n_val = n_val_for(len(paths), val_fraction)
-        out.extend((1, label, path) for path in paths[:n_val])
-        out.extend((0, label, path) for path in paths[n_val:])
+    to_val = hold_out_by_name([path.relative_to(root).as_posix() for _, _, path in train],
+                              [label for _, label, _ in train], val_fraction)
+    out.extend((1 if held else 0, label, path) for (_, label, path), held in zip(train, to_val))
     out.sort(key=lambda item: (item[0], item[1], item[2]))
     return out
 
@@ -259,10 +251,11 @@ def _check_no_class_lost(root: Path, files: list[ImageFile], class_names, keep: 
                             f"could be read; replace or remove them")
 
 
-def warn_skipped(root: Path, skipped: list[str]) -> None:
+def warn_skipped(where, skipped: list[str], what: str = "unreadable image file") -> None:
+    """One warning naming the first ``MAX_LISTED`` of the ``skipped`` items found in ``where``."""
     listed = ", ".join(skipped[:MAX_LISTED])
     more = ""
     if len(skipped) > MAX_LISTED:
         more = f" and {len(skipped) - MAX_LISTED} more (all listed in the cache manifest)"
-    warnings.warn(f"skipped {len(skipped)} unreadable image file{'s' if len(skipped) > 1 else ''} in {root}: "
+    warnings.warn(f"skipped {len(skipped)} {what}{'s' if len(skipped) > 1 else ''} in {where}: "
                   f"{listed}{more}", SkippedImagesWarning, stacklevel=3)

@@ -1,6 +1,7 @@
 """What every data source hands back: uint8 images and int64 labels, split into train / val / test."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -116,6 +117,39 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
         val_idx.append(members[:n_val])
         train_idx.append(members[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def hold_out_by_name(names: Sequence[str], labels: Sequence[int], val_fraction: float) -> np.ndarray:
+    """Mask of the items that go to val: ``val_fraction`` of each class, chosen by a hash of each
+    item's name (a file's relative path, a row's file and number). The same items whatever the seed,
+    on any machine, so runs with different seeds are validated on the same images."""
+    labels = np.asarray(labels)
+    to_val = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = sorted(np.flatnonzero(labels == label), key=lambda i: _name_hash(names[i]))
+        to_val[members[:n_val_for(len(members), val_fraction)]] = True
+    return to_val
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+def label_vocabulary(values: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """Class names for raw label values and each value's index among them. Names are sorted,
+    numerically when every value is an integer (so labels 0..K-1 keep their numbers, "10" comes
+    after "9" and "07" is class "7")."""
+    distinct = set(values)
+    if distinct and all(_is_integer(v) for v in distinct):
+        numbers = sorted({int(v) for v in distinct})
+        position = {n: i for i, n in enumerate(numbers)}
+        return [str(n) for n in numbers], {v: position[int(v)] for v in distinct}
+    names = sorted(distinct)
+    return names, {name: i for i, name in enumerate(names)}
+
+
+def _is_integer(value: str) -> bool:
+    return value.lstrip("-").isdigit()
 
 
 def n_val_for(n: int, val_fraction: float) -> int:
