@@ -19,8 +19,8 @@ PathLike = Union[str, os.PathLike]
 def list_files(root: PathLike, extensions) -> list[Path]:
     """Files under ``root`` whose suffix (any case) is one of ``extensions``: recursive, following
     links, in sorted order, hidden files and folders skipped. What image and audio folders read."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root), followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(Path(dirpath) / f for f in sorted(filenames)
                      if not f.startswith(".") and Path(f).suffix.lower() in extensions)

@@ -109,13 +109,16 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 def _read_pickle(tar: tarfile.TarFile, member: str) -> dict:
     try:
-        data = tar.extractfile(member).read()
-    except (KeyError, AttributeError):
-        raise DataError(f"{tar.name} has no {member}: not a CIFAR python archive") from None
+        stream = tar.extractfile(member)
+    except KeyError:
+        stream = None
+    if stream is None:
+        raise DataError(f"{str(tar.name)} has no {member}: not a CIFAR python archive")
+    data = stream.read()
     try:
         return _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError) as err:
-        raise DataError(f"cannot read {member} in {tar.name}: {err}") from None
+        raise DataError(f"cannot read {member} in {str(tar.name)}: {err}") from None
 
 
 def read_archive(info: CifarArchive, path: Path) -> tuple[list[str], dict]:
@@ -172,4 +175,7 @@ def load_cifar(name: str, cache_dir: Path, *, image_size: Optional[int] = None, 
             "source": name, "settings": settings, "image_size": size, "class_names": class_names,
             "splits": split_bounds(split_codes), "mean": mean, "std": std,
             "archive": [info.md5, stat.st_size, stat.st_mtime_ns]})
-    return open_splits(folder, read_manifest(folder), source=name)
+    manifest = read_manifest(folder)
+    if manifest is None:  # written just above: only a concurrent writer or a full disk gets here
+        raise DataError(f"the prepared {name} cache in {folder} cannot be read back; delete the folder and retry")
+    return open_splits(folder, manifest, source=name)

@@ -80,7 +80,7 @@ def measure_latency(model: Union[nn.Module, str], input_size=(3, 224, 224), batc
                         f"(got {repeats}, {warmup}, {batch_size})")
     dev = resolve_device(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model.to(device=dev, memory_format=memory_format)
+    model.to(dev).to(memory_format=memory_format)
     x = example_input(model, input_size, batch_size, dev, torch.randn)  # sequence models: their own input
     x = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
     was_training = model.training
