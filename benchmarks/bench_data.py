@@ -32,7 +32,8 @@ from cnnzoo.data.folders import load_folder
 
 def torchvision_loader(folder, size, augment, batch_size, workers, mean, std):
     import torch
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
     augmentation = {
         "none": [],

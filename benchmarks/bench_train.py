@@ -64,7 +64,8 @@ def bench_cnnzoo(model: str, folder: Path, cache: Path, size: int, batch: int, e
 def bench_torchvision(model: str, folder: Path, size: int, batch: int, epochs: int, lr: float,
                       num_classes: int, mean, std, split_files: tuple[set, set], channels_last: bool) -> dict:
     import torchvision
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
+    from torchvision import transforms as T
 
     transform = T.Compose([T.Resize(size), T.CenterCrop(size),
                            T.RandomCrop(size, padding=max(1, round(size / 8)), padding_mode="reflect"),

@@ -3,9 +3,22 @@ import pytest
 import torch
 from torch import nn
 
-from cnnzoo.layers import (BasicBlock, Bottleneck, Conv2d, ConvNormAct, DenseBlock, DenseLayer, DepthwiseSeparableConv,
-                           InceptionBlock, InceptionNaive, InvertedResidual, Transition, get_act_layer,
-                           get_norm_layer, make_divisible)
+from cnnzoo.layers import (
+    BasicBlock,
+    Bottleneck,
+    Conv2d,
+    ConvNormAct,
+    DenseBlock,
+    DenseLayer,
+    DepthwiseSeparableConv,
+    InceptionBlock,
+    InceptionNaive,
+    InvertedResidual,
+    Transition,
+    get_act_layer,
+    get_norm_layer,
+    make_divisible,
+)
 
 
 def n_params(module: nn.Module) -> int:
