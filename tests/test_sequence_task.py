@@ -19,6 +19,7 @@ from cnnzoo.errors import UserError
 from cnnzoo.registry import get_model_info
 from cnnzoo.training import TrainConfig, load_checkpoint, resolved_config, train
 from cnnzoo.training.tasks import TASKS, AudioTask, SequenceTask, SeriesTask, task_for_model
+from cnnzoo.training.tasks import series as series_task
 from cnnzoo.training.tasks import windowed as sequence_task
 
 RATE = 8000
@@ -103,11 +104,16 @@ def test_csv_trains_the_continuous_output_standardised_by_the_training_part(seri
     values = np.loadtxt(series_csv, delimiter=",", skiprows=1, usecols=1)
     boundary = fields.boundary
     assert boundary == 240 and fields.length == 300  # the last 20 % validates
-    assert fields.mean[0] == pytest.approx(values[:boundary].mean(), rel=1e-5)
-    assert fields.std[0] == pytest.approx(values[:boundary].std(), rel=1e-4)
+    # a yearly season in a monthly file: trained on the seasonal differences (issue 25), standardised
+    # by the training part's; the first season has no year before it
+    assert (fields.transform, fields.season) == ("seasonal-diff", 12)
+    differences = values[12:boundary] - values[:boundary - 12]
+    assert fields.mean[0] == pytest.approx(differences.mean(), abs=1e-4)
+    assert fields.std[0] == pytest.approx(differences.std(), rel=1e-4)
     assert list(fields.columns) == ["sales"] and fields.step_column == "month"
     assert list(fields.last_steps) == ["2024-10", "2024-11", "2024-12"]
-    assert np.allclose(np.asarray(fields.tail)[0], values[-16:], atol=1e-3)  # the last receptive field
+    # the last receptive field, and the season the differences consume
+    assert np.allclose(np.asarray(fields.tail)[0], values[-16 - 12:], atol=1e-3)
     assert saved.model_args["output"] == "continuous" and saved.model_args["in_channels"] == 1
     # the MAE is in the series' units: of the order of its noise (0.3) to its swing (8), not of 1
     assert 0.1 < history[-1]["val_mae"] < 8
@@ -126,9 +132,11 @@ def test_defaults_follow_the_data_and_the_model(series_csv, audio_dir):
     # a series shorter than four receptive fields: the window is what the training part allows
     config = TrainConfig(data=str(series_csv), columns="sales", model="wavenet_small", threads=1)
     task = SequenceTask.load(config, progress=False)
-    resolved = resolved_config(config, task)  # wavenet_small: receptive field 511, training part 240 steps
-    assert resolved.window == 239 and resolved.batch_size == 1 and resolved.optimizer == "adamw"
-    assert "μ-law" not in task.describe(resolved) and "239 steps" in task.describe(resolved)
+    # wavenet_small: receptive field 511; the training part, 240 steps, is 228 seasonal differences
+    resolved = resolved_config(config, task)
+    assert resolved.window == 227 and resolved.batch_size == 1 and resolved.optimizer == "adamw"
+    assert "μ-law" not in task.describe(resolved) and "227 steps" in task.describe(resolved)
+    assert "seasonal-diff" in task.describe(resolved) and resolved.patience == series_task.PATIENCE
 
 
 def test_validation_scores_every_validation_sample_once_with_its_past(series_csv):

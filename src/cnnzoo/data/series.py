@@ -3,13 +3,19 @@ optional step or date column, split in time.
 
     series = read_series_csv("sunspots.csv", columns="SUNACTIVITY")   # the YEAR column is found as the step
     splits = series.split(val_fraction=0.2)          # validation: the last 20%, never shuffled in
-    SequenceLoader(splits.train, window=128, batch_size=16, target="continuous")
+    series.split(0.2, transform=parse_transform("diff"))   # ...of the first differences
+    WindowLoader(splits.train, window=128, batch_size=16, target="continuous")
     splits.restore(model.forecast(...))              # back to the CSV's units
 
-Values are standardised by the training part's mean and standard deviation (per column), the
-scale a WaveNet with a Gaussian output learns best at. A gap (an empty cell, a short row) or text in
-a number column is refused, naming the file, the row (the line of the file) and the column:
-cnnzoo does not guess missing values.
+Values go through a transform for level and trend first when one is given (a log, first or seasonal
+differences: :mod:`cnnzoo.data.series_transforms`), then are standardised by the training part's
+mean and standard deviation (per column), the scale a WaveNet with a Gaussian output learns best at.
+A gap (an empty cell, a short row) or text in a number column is refused, naming the file, the row
+(the line of the file) and the column: cnnzoo does not guess missing values.
+
+Several series in one file (:func:`read_panel_csv`): long (an id, a time and a value column) or
+wide (a time column and one column per series), one :class:`Series` each; there a gap in the time
+column or a step out of order is refused too, with its row.
 """
 from __future__ import annotations
 
@@ -28,8 +34,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from cnnzoo.data.sequences import SequenceSet, split_in_time
+from cnnzoo.data.series_transforms import SeriesTransform
 from cnnzoo.data.splits import DataError
+from cnnzoo.data.windows import SignalSet, split_in_time
 
 # A first column with one of these names (any case) is the step or date column when none is named.
 STEP_COLUMN_NAMES = frozenset({"date", "time", "timestamp", "datetime", "step", "t", "ds", "year", "month", "day",
@@ -46,47 +53,60 @@ class Series:
     steps: Optional[list[str]]
     step_column: Optional[str]
     source: str
+    name: str = ""  # which series of a file of several (its id, or its column)
 
     def __len__(self) -> int:
         return self.values.shape[1]
 
-    def split(self, val_fraction: float = 0.2, *, val_steps: Optional[int] = None) -> SeriesSplits:
+    def split(self, val_fraction: float = 0.2, *, val_steps: Optional[int] = None,
+              transform: Optional[SeriesTransform] = None) -> SeriesSplits:
         """Train on the beginning, validate on the end: the last ``val_steps`` steps, or the last
-        ``val_fraction`` of the series. Both parts standardised by the training part's statistics."""
+        ``val_fraction`` of the series. Both parts go through ``transform`` (default: none; the series
+        task passes :func:`~cnnzoo.data.series_transforms.choose_transform`'s choice) and are then
+        standardised by the training part's statistics."""
         if val_steps is not None:
             if not 0 < val_steps < len(self) - 1:
                 raise DataError(f"{self.source}: cannot hold out {val_steps} of {len(self)} steps")
             val_fraction = val_steps / len(self)
-        train, val = split_in_time(self.values, val_fraction)
-        if train.shape[1] < 2:
-            raise DataError(f"{self.source}: {len(self)} steps leave {train.shape[1]} for training")
+        transform = transform or SeriesTransform()
+        train, _ = split_in_time(self.values, val_fraction)
+        boundary = train.shape[1]
+        changed = transform.apply(self.values).astype(np.float32)  # [C, T - lag]: the first lag steps have no past
+        cut = boundary - transform.lag
+        if cut < 2:
+            raise DataError(f"{self.source}: {len(self)} steps leave {cut} for training after the "
+                            f"{transform.name} transform")
+        train, val = changed[:, :cut], changed[:, cut:]
         mean = train.mean(axis=1)
         std = train.std(axis=1)
         std = np.where(std > 0, std, 1.0)  # a constant column stays as it is, shifted to 0
         name = Path(self.source).name
-        return SeriesSplits(SequenceSet([(train - mean[:, None]) / std[:, None]], [name]),
-                            SequenceSet([(val - mean[:, None]) / std[:, None]], [name]),
-                            mean.astype(np.float32), std.astype(np.float32), self, train.shape[1])
+        return SeriesSplits(SignalSet([(train - mean[:, None]) / std[:, None]], [name]),
+                            SignalSet([(val - mean[:, None]) / std[:, None]], [name]),
+                            mean.astype(np.float32), std.astype(np.float32), self, boundary, transform)
 
 
 @dataclass
 class SeriesSplits:
-    """A series split in time; ``boundary`` is the index of the first validation step."""
+    """A series split in time; ``boundary`` is the index of the first validation step (in the
+    series as read); ``train`` and ``val`` are transformed (``transform``) and standardised."""
 
-    train: SequenceSet
-    val: SequenceSet
-    mean: np.ndarray  # [C], in the CSV's units
+    train: SignalSet
+    val: SignalSet
+    mean: np.ndarray  # [C], in the transformed series' units
     std: np.ndarray
     series: Series
     boundary: int
+    transform: SeriesTransform = SeriesTransform()
 
     def standardise(self, values):
-        """CSV units -> the model's; ``values`` ``[..., C, T]`` (array or tensor)."""
+        """Transformed units -> the model's; ``values`` ``[..., C, T]`` (array or tensor)."""
         mean, std = self._stats_like(values)
         return (values - mean) / std
 
     def restore(self, values):
-        """The model's units -> the CSV's; ``values`` ``[..., C, T]`` (array or tensor)."""
+        """The model's units -> the transformed series' (the CSV's, with no transform); ``values``
+        ``[..., C, T]`` (array or tensor)."""
         mean, std = self._stats_like(values)
         return values * std + mean
 
@@ -121,7 +141,10 @@ def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[
     step = _choose_step_column(path, header, step_column)
     chosen = _choose_columns(path, header, columns, step)
     index = {name: i for i, name in enumerate(header)}
-    values, steps, problems, problem_count = [], [], [], 0
+    values: list[list[float]] = []
+    steps: list[str] = []
+    problems: list[str] = []
+    problem_count = 0
     for row in rows:
         if not any(cell.strip() for cell in row):  # blank lines (a trailing newline) carry no step
             continue
@@ -146,6 +169,118 @@ def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[
         raise DataError(f"{path} has {len(values)} data row{'s' if len(values) != 1 else ''}: a series needs more")
     return Series(np.asarray(values, dtype=np.float32).T.copy(), chosen, steps if step is not None else None,
                   step, str(path))
+
+
+def read_panel_csv(path: Union[str, os.PathLike], *, id_column: Optional[str] = None,
+                   value_column: Optional[str] = None, columns: Optional[Sequence[str]] = None,
+                   step_column: Optional[str] = "auto") -> list[Series]:
+    """Several series in one CSV, each a one-column :class:`Series` named by its id or column (what a
+    global model trains on, one forecast per series).
+
+    Long (``id_column`` given): one row per series and step, an id column, a step column and a value
+    column (``value_column``, or the one column left). Wide (no ``id_column``): the step column and
+    one column per series (``columns``, default every other column). A series' steps must be regular
+    and in order: a gap (a missing month, say) or a step out of order is refused, naming its row.
+    """
+    path = Path(path)
+    header, rows = _rows(path)
+    step = _choose_step_column(path, header, step_column)
+    if id_column is None:
+        chosen = list(columns) if columns else [name for name in header if name != step]
+        wide = read_series_csv(path, chosen, step_column=step)
+        if wide.steps is not None:
+            _check_steps(path, wide.steps, list(range(2, len(wide) + 2)), step or "")
+        return [Series(wide.values[i:i + 1].copy(), [column], wide.steps, step, str(path), column)
+                for i, column in enumerate(chosen)]
+    if id_column not in header:
+        raise DataError(f"{path} has no id column {id_column!r}{_suggest(id_column, header)}; its columns: "
+                        f"{', '.join(header)}")
+    if step_column == "auto" and (step is None or step == id_column):  # the id usually comes first
+        step = next((name for name in header if name.lower() in STEP_COLUMN_NAMES and name != id_column), None)
+    if step is None or step == id_column:
+        raise DataError(f"{path}: a long file needs a time column besides the id column {id_column!r}; name it "
+                        f"with the step column option")
+    if value_column is not None:
+        rest = _choose_columns(path, header, value_column, step)
+    else:
+        rest = [name for name in header if name not in (id_column, step)]
+    if len(rest) != 1:
+        raise DataError(f"{path} has {len(rest)} value columns besides {id_column!r} and {step!r} "
+                        f"({', '.join(rest) or 'none'}): name the value column")
+    value_name = rest[0]
+    index = {name: i for i, name in enumerate(header)}
+    groups: dict[str, tuple[list[float], list[str], list[int]]] = {}
+    problems: list[str] = []
+    for line, row in rows:
+        number, problem = _number(_cell(row, index[value_name]))
+        if problem:
+            problems.append(f"row {line}, column {value_name!r}: {problem}")
+        values, steps, lines = groups.setdefault(_cell(row, index[id_column]), ([], [], []))
+        values.append(number)
+        steps.append(_cell(row, index[step]))
+        lines.append(line)
+    if problems:
+        more = f" (and {len(problems) - MAX_PROBLEMS} more)" if len(problems) > MAX_PROBLEMS else ""
+        raise DataError(f"{path}: {'; '.join(problems[:MAX_PROBLEMS])}{more}. Every value must be a finite number: "
+                        f"fill gaps or remove those rows (cnnzoo does not guess missing values).")
+    series = []
+    for name, (values, steps, lines) in groups.items():
+        _check_steps(path, steps, lines, step, f"series {name!r}: ")
+        series.append(Series(np.asarray([values], dtype=np.float32), [value_name], steps, step, str(path), name))
+    return series
+
+
+def _cell(row: list[str], i: int) -> str:
+    return row[i].strip() if i < len(row) else ""  # a short row: its missing cells are empty
+
+
+def _rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and the non-blank rows with their line numbers."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a UTF-8 text file; a CSV file with a header row is needed") from None
+    reader = csv.reader(io.StringIO(text), _dialect(text))
+    header = [name.strip() for name in next(reader, [])]
+    if not any(header):
+        raise DataError(f"{path} is empty: a CSV file with a header row is needed")
+    return header, [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+
+
+def _positions(steps: Sequence[str]) -> Optional[np.ndarray]:
+    """The steps as numbers on one scale (months for dates on the same day of the month, else days;
+    numbers as they are), or None for text."""
+    try:
+        return np.asarray([float(s) for s in steps])
+    except ValueError:
+        pass
+    dates = [_parse_date(s) for s in steps]
+    if any(d is None for d in dates):
+        return None
+    known = [d for d in dates if d is not None]
+    if len({(d.day, d.time()) for d in known}) == 1 or all(
+            d.day == calendar.monthrange(d.year, d.month)[1] for d in known):
+        return np.asarray([d.year * 12 + d.month for d in known], dtype=np.float64)
+    return np.asarray([d.timestamp() / 86400 for d in known])
+
+
+def _check_steps(path: Path, steps: Sequence[str], lines: Sequence[int], column: str, what: str = "") -> None:
+    """Refuse a step that is not one regular step after the one before (a gap, a repeat, disorder)."""
+    positions = _positions(steps)
+    if positions is None or len(positions) < 3:
+        return
+    gaps = np.diff(positions)
+    values, counts = np.unique(np.round(gaps, 6), return_counts=True)
+    usual = float(values[counts == counts.max()].min())  # the usual step; of two as common, the smaller
+    for i, gap in enumerate(gaps):
+        if usual <= 0 or not math.isclose(gap, usual, rel_tol=0.01, abs_tol=1e-9):
+            kind = ("a gap in the time column" if gap > usual else "a step out of order or repeated in the time column")
+            raise DataError(f"{path}: {what}row {lines[i + 1]}, column {column!r}: {kind} ({steps[i]!r} then "
+                            f"{steps[i + 1]!r}, where the others step by {usual:g}); fill the missing steps or "
+                            f"sort the rows (cnnzoo does not guess missing values)")
 
 
 def continue_steps(steps: Sequence[str], count: int) -> list[str]:
@@ -208,9 +343,15 @@ def _add_months(value: datetime, months: int, month_end: bool) -> datetime:
     return value.replace(year=year, month=month + 1, day=last_day if month_end else min(value.day, last_day))
 
 
+def _dates(recent: list[str]) -> Optional[list[datetime]]:
+    """The steps as dates when there are two or more and every one is a date, else None."""
+    dates = [date for date in map(_parse_date, recent) if date is not None]
+    return dates if len(recent) >= 2 and len(dates) == len(recent) else None
+
+
 def _month_steps(recent: list[str], count: int) -> Optional[list[str]]:
-    dates = [_parse_date(s) for s in recent]
-    if len(dates) < 2 or any(d is None for d in dates):
+    dates = _dates(recent)
+    if dates is None:
         return None
     month_ends = all(d.day == calendar.monthrange(d.year, d.month)[1] for d in dates)
     if not month_ends and len({(d.day, d.time()) for d in dates}) != 1:
@@ -222,8 +363,8 @@ def _month_steps(recent: list[str], count: int) -> Optional[list[str]]:
 
 
 def _date_steps(recent: list[str], count: int) -> Optional[list[str]]:
-    dates = [_parse_date(s) for s in recent]
-    if len(dates) < 2 or any(d is None for d in dates):
+    dates = _dates(recent)
+    if dates is None:
         return None
     delta: timedelta = dates[-1] - dates[-2]
     if delta <= timedelta(0):

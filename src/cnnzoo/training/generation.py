@@ -5,6 +5,8 @@
     audio.save("speech.wav")                                                          # + speech.png
     fc = forecast_series("runs/wavenet_small-sunspots/best.pt", "sunspots.csv", horizon=30)
     fc.save("forecast.csv")                                                           # + forecast.png
+    fc = forecast_series(checkpoint, "sales.csv", horizon=12, samples=200, backtest=3)
+    print(fc.backtest.table()); fc.save("next.csv")      # + p10/p50/p90 columns, a shaded band, backtest.csv
 
 Both run the incremental path (:meth:`cnnzoo.models.wavenet.WaveNet.generate`: one step per layer
 per sample, Paine et al. 2016) and read everything they need from the checkpoint's task fields:
@@ -15,6 +17,11 @@ receptive field, so a forecast can continue it without the CSV) for a series.
 Sampling is explicit. ``generate`` samples at ``temperature`` 1 by default; ``temperature=0`` is the
 argmax, deterministic, and for an unconditioned model often a constant. ``forecast`` follows the
 predicted means by default (``temperature=0``: a point forecast); above 0 it draws one sample path.
+With ``samples`` it draws that many paths besides, for the 10th, 50th and 90th percentiles. A
+series' forecast goes through :class:`SeriesForecaster`: the checkpoint's transform
+(:mod:`cnnzoo.data.series_transforms`) and standardisation on the way in, both inverted on the way
+out, so the forecast is in the CSV's units; ``backtest`` scores it on the history's end against the
+baselines (:mod:`cnnzoo.training.backtest`).
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
 from cnnzoo.data.series import continue_steps, read_series_csv
 from cnnzoo.data.series_transforms import SeriesTransform, parse_transform, relevel
 from cnnzoo.devices import num_threads, pick_device
+from cnnzoo.display import html_table, new_figure, report_html
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
 from cnnzoo.models.wavenet import WaveNet
@@ -315,6 +323,20 @@ class Forecast:
             written.extend(self.backtest.save(path.with_suffix(".backtest.csv")))
         return written
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the key facts, the forecast as a table, the backtest's table and the plot."""
+        facts = {"columns": ", ".join(self.columns), "steps": f"{self.steps[0]} to {self.steps[-1]}",
+                 "history": f"{self.history.shape[1]} steps of {self.source}", "transform": self.transform,
+                 "intervals": f"10th-90th percentile of {self.samples} paths" if self.quantiles is not None else "none"}
+        rows = list(csv.reader(io.StringIO(self.to_csv())))
+        tables = [html_table(rows[1:], rows[0], align="l" + "r" * (len(rows[0]) - 1), caption="forecast")]
+        if self.backtest is not None:
+            tables.append(self.backtest._repr_html_())
+        fig = new_figure(9, 3.2 * len(self.columns))
+        draw_forecast(self, fig)
+        fig.tight_layout()
+        return report_html(f"{self.model_name}: {self.horizon}-step forecast", facts, tables=tables, figures=[fig])
+
     def __repr__(self) -> str:
         band = f", 80 % intervals from {self.samples} paths" if self.quantiles is not None else ""
         return (f"Forecast({', '.join(self.columns)}: {self.horizon} steps {self.steps[0]} to {self.steps[-1]}, "
@@ -363,11 +385,11 @@ def forecast_series(checkpoint: Union[PathLike, Checkpoint], data: Optional[Path
     _condition(forecaster.model, condition)  # a series WaveNet is never conditioned: refuses a --condition
     sample_temperature = temperature or 1.0
     with num_threads(threads):
-        if temperature and not samples:  # one sample path, as before
-            _, paths = forecaster(history, horizon, samples=1, temperature=temperature, seed=seed)
-            values = paths[0]
-        else:
-            values, paths = forecaster(history, horizon, samples=samples, temperature=sample_temperature, seed=seed)
+        one_path = bool(temperature) and not samples  # --temperature alone: one sample path is the forecast
+        values, paths = forecaster(history, horizon, samples=1 if one_path else samples,
+                                   temperature=sample_temperature, seed=seed)
+        if one_path and paths is not None:
+            values, paths = paths[0], None
         scores = None
         if backtest:
             scores = run_backtest(history, forecaster, horizon=horizon, origins=backtest,
@@ -379,7 +401,7 @@ def forecast_series(checkpoint: Union[PathLike, Checkpoint], data: Optional[Path
         length = fields.length if data is None else history.shape[1]
         steps = [str(i) for i in range(length, length + horizon)]
         history_steps = [str(i) for i in range(length - history.shape[1], length)]
-    quantiles = None if paths is None or not samples else np.quantile(paths, QUANTILES, axis=0).astype(np.float32)
+    quantiles = None if paths is None else np.quantile(paths, QUANTILES, axis=0).astype(np.float32)
     return Forecast(columns, step_column, steps, values, history, list(history_steps), temperature, source,
                     state.model_name, transform=fields.transform, samples=samples, quantiles=quantiles,
                     backtest=scores)
@@ -394,10 +416,17 @@ def _steps_before(last: list[str], count: int) -> list[str]:
 def plot_forecast(forecast: Forecast, path: PathLike) -> Path:
     """The end of the history and the forecast after it, one panel per column, as PNG (atomically)."""
     plt = _pyplot()
+    fig = plt.figure(figsize=(9, 3.2 * len(forecast.columns)))
+    draw_forecast(forecast, fig)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def draw_forecast(forecast: Forecast, fig) -> None:
+    """History and forecast (with its 10th-90th percentile band when sampled) on ``fig``, a panel per column."""
     shown = min(forecast.history.shape[1], max(100, HISTORY_SHOWN * forecast.horizon))
     x_history, x_forecast, labels = _axis(forecast.history_steps[-shown:], forecast.steps)
-    n = len(forecast.columns)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 3.2 * n), squeeze=False)
+    axes = fig.subplots(len(forecast.columns), 1, squeeze=False)
     for i, (ax, column) in enumerate(zip(axes[:, 0], forecast.columns)):
         history = forecast.history[i, -shown:]
         ax.plot(x_history, history, lw=1, label="history")
@@ -418,8 +447,6 @@ def plot_forecast(forecast: Forecast, path: PathLike) -> Path:
            else f"one sample path, temperature {forecast.temperature:g}")
     axes[0, 0].set_title(f"{forecast.model_name}: {forecast.horizon}-step forecast ({how}; transform "
                          f"{forecast.transform})")
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 def _axis(history_steps: list[str], steps: list[str]):

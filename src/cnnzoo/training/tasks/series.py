@@ -40,10 +40,9 @@ class SeriesTask(WindowedTask):
     metrics = ("loss", "mae")
     metric_limits: dict[str, tuple[float, float]] = {}
 
-    def __init__(self, splits: SeriesSplits, val_fraction: float, progress: bool = True):
+    def __init__(self, splits: SeriesSplits, val_fraction: float):
         super().__init__(splits.train, splits.val, splits.series.source, val_fraction)
         self.splits = splits
-        self.progress = progress
         # per column, to give the MAE in the (transformed) series' units
         self.std = torch.as_tensor(splits.std, dtype=torch.float64)
         self.backtest: Optional[Backtest] = None
@@ -62,7 +61,7 @@ class SeriesTask(WindowedTask):
         _refuse_conditions(config)
         return cls(data.split(config.val_fraction, transform=series_transform(data, config.val_fraction, transform,
                                                                               season)),
-                   config.val_fraction, progress)
+                   config.val_fraction)
 
     @property
     def transform(self) -> SeriesTransform:
@@ -84,7 +83,7 @@ class SeriesTask(WindowedTask):
     def describe_data(self, window: int) -> tuple[str, str]:
         transform = self.transform
         why = f": {transform.reason}" if transform.reason else ""
-        season = f", season {transform.season}" if transform.season > 1 else ""
+        season = f", season {transform.season}" if transform.season > 1 and "season" not in transform.reason else ""
         return (f"series {', '.join(self.columns)} (transform {transform.name}{why}{season}; standardised)",
                 f"{window} steps ({window / self.receptive_field:.1f} receptive fields)")
 
@@ -117,9 +116,9 @@ class SeriesTask(WindowedTask):
         self.backtest = self.run_backtest(model, config.seed)
         if config.out_dir is not None:
             self.backtest.save(Path(config.out_dir) / BACKTEST_FILE)
-        if self.progress:
-            print(self.backtest.table())
-            print(self.backtest.verdict())
+        # printed even under --quiet: a forecast worse than repeating the last season must not pass silently
+        print(self.backtest.table())
+        print(self.backtest.verdict())
         return None
 
     def run_backtest(self, model: nn.Module, seed: int = 0) -> Backtest:
@@ -149,6 +148,10 @@ class SeriesTask(WindowedTask):
     def check_fields(self, fields: SeriesFields) -> None:
         if list(fields.columns) != self.columns:
             raise UserError(f"cannot resume: the run modelled columns {list(fields.columns)}, now {self.columns}")
+        if (fields.transform, fields.season) != (self.transform.name, self.transform.season):
+            raise UserError(f"cannot resume: the run was trained with the transform {fields.transform!r} (season "
+                            f"{fields.season}), now {self.transform.name!r} (season {self.transform.season}); "
+                            f"give the same --transform and --season")
 
 
 def series_transform(series: Series, val_fraction: float, transform: str = "auto",
