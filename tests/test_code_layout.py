@@ -49,3 +49,10 @@ def test_ruff_is_clean_on_the_package():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "src"], cwd=ROOT, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean_on_the_package():
+    # The files, the strictness and the ignored third-party stubs come from [tool.mypy] in
+    # pyproject.toml, so running mypy by hand checks exactly what this test checks.
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -8,13 +8,14 @@ of a ``results.json``. Each rule is stated once here, and the report quotes it.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, TypeVar, Union
 
 from cnnzoo.compare.record import SEED_SPREAD, ModelRecord, as_records
 from cnnzoo.export.verify import MIN_AGREEMENT
 from cnnzoo.text import format_count, format_percent
 
 Records = Sequence[Union[ModelRecord, dict]]
+Number = TypeVar("Number", int, float)
 
 TRADE_OFF_TOLERANCE_POINTS = 1.0
 TRADE_OFF_RULE = (
@@ -57,8 +58,24 @@ def done(records: Records) -> list[ModelRecord]:
     return [r for r in as_records(records) if r.done]
 
 
-def _finite(x) -> bool:
+def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _known(value: Optional[Number], r: ModelRecord, what: str) -> Number:
+    """``r``'s number ``what``, which the caller's filter (``_finite``) made sure of: done records have
+    every number, and the filters drop the hand-written ones that lack one."""
+    if value is None:
+        raise ValueError(f"{r.name}: {what} is not known; only records that have it should get here")
+    return value
+
+
+def _acc(r: ModelRecord) -> float:
+    return _known(r.best_val_acc, r, "best_val_acc")
+
+
+def _macs(r: ModelRecord) -> int:
+    return _known(r.macs, r, "macs")
 
 
 def pareto_front(records: Records, cost_key: str, acc_key: str = "best_val_acc") -> list[str]:
@@ -82,22 +99,22 @@ def best_trade_off(records: Records, tolerance_points: float = TRADE_OFF_TOLERAN
     finished = [r for r in done(records) if _finite(r.macs) and _finite(r.best_val_acc)]
     if not finished:
         return None
-    top = max(r.best_val_acc for r in finished)
-    close = [r for r in finished if (top - r.best_val_acc) * 100 <= tolerance_points + 1e-9]
-    return min(close, key=lambda r: (r.macs, -r.best_val_acc))
+    top = max(_acc(r) for r in finished)
+    close = [r for r in finished if (top - _acc(r)) * 100 <= tolerance_points + 1e-9]
+    return min(close, key=lambda r: (_macs(r), -_acc(r)))
 
 
 def most_accurate(records: Records) -> Optional[ModelRecord]:
     finished = [r for r in done(records) if _finite(r.best_val_acc)]
-    return max(finished, key=lambda r: r.best_val_acc) if finished else None
+    return max(finished, key=_acc) if finished else None
 
 
 def lead_lower_bound(leader: ModelRecord, other: ModelRecord) -> Optional[float]:
     """The lower end of the 95 % interval of ``leader``'s accuracy minus ``other``'s (Newcombe 1998,
     Statistics in Medicine 17:873, method 10: square-and-add of the two single-proportion intervals);
-    None when either interval is unknown."""
+    None when either accuracy or interval is unknown."""
     a, b = leader.interval(), other.interval()
-    if a is None or b is None:
+    if a is None or b is None or leader.best_val_acc is None or other.best_val_acc is None:
         return None
     lead = leader.best_val_acc - other.best_val_acc
     return lead - math.hypot(leader.best_val_acc - a[0], b[1] - other.best_val_acc)
@@ -116,7 +133,7 @@ def tied_with_best(records: Records) -> list[ModelRecord]:
         bound = lead_lower_bound(best, r)
         if bound is not None and bound <= 0:
             tied.append(r)
-    return [best] + sorted(tied, key=lambda r: -r.best_val_acc)
+    return [best] + sorted(tied, key=lambda r: -_acc(r))
 
 
 def recommended(records: Records) -> Optional[ModelRecord]:
@@ -129,7 +146,7 @@ def recommended(records: Records) -> Optional[ModelRecord]:
     if pick is not None:
         candidates[pick.name] = pick
     costed = [r for r in candidates.values() if _finite(r.macs)]
-    return min(costed, key=lambda r: (r.macs, -r.best_val_acc)) if costed else best
+    return min(costed, key=lambda r: (_macs(r), -_acc(r))) if costed else best
 
 
 def overfitting(records: Records, gap_points: float = OVERFIT_GAP_POINTS) -> list[ModelRecord]:
@@ -148,6 +165,8 @@ def verdict(records: Records) -> list[str]:
 
 def _finished_sentences(finished: list[ModelRecord]) -> list[str]:
     best = most_accurate(finished)
+    if best is None:  # done records all have one, but a hand-written results.json may not
+        return ["No finished model has a validation accuracy, so there is nothing to compare yet."]
     tied = tied_with_best(finished)
     if len(tied) > 1:
         lines = [_tie_sentence(tied)]
@@ -156,10 +175,10 @@ def _finished_sentences(finished: list[ModelRecord]) -> list[str]:
                  f"epoch {best.best_epoch})" + _clear_lead(best, finished) + "."]
     timed = [r for r in finished if _finite(r.latency_b1_ms)]
     if timed:
-        lines.append(_fastest_sentence(min(timed, key=lambda r: r.latency_b1_ms)))
+        lines.append(_fastest_sentence(min(timed, key=lambda r: _known(r.latency_b1_ms, r, "latency_b1_ms"))))
     trained = [r for r in finished if _finite(r.train_time_s)]
     if len(trained) > 1:
-        quickest = min(trained, key=lambda r: r.train_time_s)
+        quickest = min(trained, key=lambda r: _known(r.train_time_s, r, "train_time_s"))
         lines.append(f"Quickest to train: {quickest.name} ({quickest.train_time_s:.1f} s"
                      f"{' per run' if quickest.repeats > 1 else ' in all'}).")
     lines.append(_trade_off_sentence(finished, best))
@@ -169,7 +188,8 @@ def _finished_sentences(finished: list[ModelRecord]) -> list[str]:
                      + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
     lines += [line for line in map(int8_cost_sentence, finished) if line]
     lines += [f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
-              f"{_pct(r.final_val_acc)} on validation at the last epoch ({100 * r.overfit_gap:.1f} points apart)."
+              f"{_pct(r.final_val_acc)} on validation at the last epoch "
+              f"({100 * _known(r.overfit_gap, r, 'overfit_gap'):.1f} points apart)."
               for r in overfitting(finished)]
     return lines
 
@@ -202,9 +222,9 @@ def _tie_sentence(tied: list[ModelRecord]) -> str:
                 "(the 95 % interval of each one's difference from the leader includes zero).")
     costed = [r for r in tied if _finite(r.macs)]
     if costed:
-        cheapest = min(costed, key=lambda r: (r.macs, -r.best_val_acc))
-        dearest = max(costed, key=lambda r: r.macs)
-        ratio = dearest.macs / cheapest.macs if cheapest.macs else float("inf")
+        cheapest = min(costed, key=lambda r: (_macs(r), -_acc(r)))
+        dearest = max(costed, key=_macs)
+        ratio = _macs(dearest) / _macs(cheapest) if cheapest.macs else float("inf")
         sentence += (f" The cheapest of them is {cheapest.name} ({format_count(cheapest.macs)} MACs"
                      + (f", {ratio:.1f}x fewer than {dearest.name}" if dearest is not cheapest else "") + ").")
     return sentence
@@ -215,7 +235,7 @@ def _clear_lead(best: ModelRecord, finished: list[ModelRecord]) -> str:
     others = [r for r in finished if r is not best and _finite(r.best_val_acc)]
     if best.interval() is None or not others:
         return ""
-    runner_up = max(others, key=lambda r: r.best_val_acc)
+    runner_up = max(others, key=_acc)
     return f", ahead of {runner_up.name} ({_pct(runner_up.best_val_acc)}) beyond the noise"
 
 
@@ -226,8 +246,11 @@ def _trade_off_sentence(finished: list[ModelRecord], best: ModelRecord) -> str:
     if pick.name == best.name:
         return (f"Best trade-off: {pick.name} - no model within {TRADE_OFF_TOLERANCE_POINTS:g} point "
                 "of it costs fewer MACs.")
-    gap = (best.best_val_acc - pick.best_val_acc) * 100
-    ratio = best.macs / pick.macs if pick.macs else float("inf")
+    gap = (_acc(best) - _acc(pick)) * 100
+    if not _finite(best.macs):  # done records all have MACs, but a hand-written results.json may not
+        return (f"Best trade-off: {pick.name} - within {gap:.1f} points of the best "
+                f"({_pct(pick.best_val_acc)}) at {format_count(pick.macs)} MACs ({best.name}'s are not known).")
+    ratio = _macs(best) / _macs(pick) if pick.macs else float("inf")
     cheaper = f"{ratio:.1f}x less compute" if ratio >= 1 else f"{1 / ratio:.1f}x more compute"
     return (f"Best trade-off: {pick.name} - within {gap:.1f} points of the best "
             f"({_pct(pick.best_val_acc)}) at {cheaper} ({format_count(pick.macs)} MACs "
@@ -248,5 +271,5 @@ def accuracy_text(r: ModelRecord, label: str = "") -> str:
     return text
 
 
-def _pct(fraction: float) -> str:
+def _pct(fraction: Optional[float]) -> str:
     return f"{format_percent(fraction)} %"

@@ -51,7 +51,7 @@ def estimate_model(name: str, config: TrainConfig, task, repeats: int = 1) -> Es
 
 def plan_table(estimates: list[Estimate], budget_s: Optional[float] = None) -> str:
     """The plan as a text table with the total (printed before training, kept in the report)."""
-    rows = []
+    rows: list[tuple[object, ...]] = []  # the cells: numbers, text, and MISSING where not measured
     for e in estimates:
         total = e.total_s
         rows.append((e.name, e.image_size, e.batch_size or MISSING, e.epochs or MISSING,

@@ -42,7 +42,7 @@ def thumbnail_png(image: np.ndarray) -> str:
     side = max(picture.size)
     if side < THUMBNAIL_MIN_SIDE:
         factor = -(-THUMBNAIL_MIN_SIDE // side)  # a whole factor: every pixel becomes a square
-        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.Resampling.NEAREST)
     elif side > THUMBNAIL_MAX_SIDE:
         picture.thumbnail((THUMBNAIL_MAX_SIDE, THUMBNAIL_MAX_SIDE))
     buf = io.BytesIO()

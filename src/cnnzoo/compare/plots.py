@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import itertools
 from collections import defaultdict
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 from cnnzoo.compare.analysis import done, pareto_front
 from cnnzoo.compare.record import ModelRecord
@@ -98,29 +98,31 @@ def _elapsed(history: list[dict]) -> list[float]:
     return out
 
 
-def _error_bar(r: ModelRecord) -> tuple[list[float], list[float]]:
+def _error_bar(r: ModelRecord, acc_pct: float) -> tuple[list[float], list[float]]:
+    """Below and above ``acc_pct`` (``r``'s best validation accuracy in %) to its 95 % interval's ends."""
     interval = r.interval()
     if interval is None:
         return [0.0], [0.0]
-    return [100 * (r.best_val_acc - interval[0])], [100 * (interval[1] - r.best_val_acc)]
+    return [acc_pct - 100 * interval[0]], [100 * interval[1] - acc_pct]
 
 
 def _trade_off(records: list[ModelRecord], cost_key: str, xlabel: str) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    points = [r for r in records if getattr(r, cost_key)]
-    front = set(pareto_front(points, cost_key))
-    for r in points:
+    # (record, cost, accuracy in %) of the records with both: a cost of 0 has no place on a log axis
+    points = [(r, cost, 100 * r.best_val_acc) for r in records
+              if (cost := getattr(r, cost_key)) and r.best_val_acc is not None]
+    front = set(pareto_front([r for r, _, _ in points], cost_key))
+    for r, cost, acc in points:
         on_front = r.name in front
-        low, high = _error_bar(r)
-        ax.errorbar(getattr(r, cost_key), 100 * r.best_val_acc, yerr=[low, high], fmt="o",
+        low, high = _error_bar(r, acc)
+        ax.errorbar(cost, acc, yerr=[low, high], fmt="o",
                     markersize=7 if on_front else 5, capsize=3, elinewidth=1,
                     color="tab:red" if on_front else "tab:gray", zorder=3)
-        ax.annotate(r.name, (getattr(r, cost_key), 100 * r.best_val_acc), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
-    ordered = sorted((r for r in points if r.name in front), key=lambda r: getattr(r, cost_key))
+        ax.annotate(r.name, (cost, acc), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ordered = sorted((p for p in points if p[0].name in front), key=lambda p: p[1])
     if ordered:
-        ax.step([getattr(r, cost_key) for r in ordered], [100 * r.best_val_acc for r in ordered],
+        ax.step([cost for _, cost, _ in ordered], [acc for _, _, acc in ordered],
                 where="post", color="tab:red", alpha=0.6, label="Pareto front")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xscale("log")
@@ -137,23 +139,24 @@ def _width_and_resolution(records: list[ModelRecord]) -> bytes:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.6), dpi=100)
     sizes = sorted({r.image_size for r in records if r.image_size})
-    marker_of = dict(zip(sizes, _markers()))
-    lines = defaultdict(list)
+    marker_of: dict[Optional[int], str] = dict(zip(sizes, _markers()))
+    # (model, width) -> (MACs, accuracy in %, record) of each record with both
+    lines: defaultdict[tuple[str, Optional[float]], list[tuple[int, float, ModelRecord]]] = defaultdict(list)
     for r in records:
-        if r.macs:
-            lines[(r.model, r.width_mult)].append(r)
+        if r.macs and r.best_val_acc is not None:
+            lines[(r.model, r.width_mult)].append((r.macs, 100 * r.best_val_acc, r))
     colours = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for (model, width), members in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-        members.sort(key=lambda r: r.macs)
+        members.sort(key=lambda m: m[0])
         colour = next(colours)
         label = model + (f" alpha={width:g}" if width is not None else "")
-        ax.plot([r.macs for r in members], [100 * r.best_val_acc for r in members], color=colour, alpha=0.7,
+        ax.plot([macs for macs, _, _ in members], [acc for _, acc, _ in members], color=colour, alpha=0.7,
                 label=label)
-        for r in members:
-            low, high = _error_bar(r)
-            ax.errorbar(r.macs, 100 * r.best_val_acc, yerr=[low, high], fmt=marker_of.get(r.image_size, "o"),
+        for macs, acc, r in members:
+            low, high = _error_bar(r, acc)
+            ax.errorbar(macs, acc, yerr=[low, high], fmt=marker_of.get(r.image_size, "o"),
                         color=colour, capsize=3, markersize=6)
-            ax.annotate(f"{r.image_size} px", (r.macs, 100 * r.best_val_acc), fontsize=7,
+            ax.annotate(f"{r.image_size} px", (macs, acc), fontsize=7,
                         xytext=(4, -10), textcoords="offset points")
     for size in sizes:
         ax.plot([], [], marker_of[size], color="black", linestyle="none", label=f"{size} px")
@@ -179,8 +182,8 @@ def _train_val_curves(records: list[ModelRecord]) -> bytes:
             alpha = 1.0 if k == 0 else 0.45
             for ax, metric, scale in ((row[0], "loss", 1), (row[1], "acc", 100)):
                 for split, style, colour in (("train", "--", "tab:blue"), ("val", "-", "tab:orange")):
-                    values = [h.get(f"{split}_{metric}") for h in history]
-                    if all(v is not None for v in values):
+                    values = [v for h in history if (v := h.get(f"{split}_{metric}")) is not None]
+                    if len(values) == len(history):
                         ax.plot(epochs, [scale * v for v in values], style, color=colour, alpha=alpha,
                                 label=split if k == 0 else None)
         row[0].set_title(r.name + (f" ({len(histories)} seeds)" if len(histories) > 1 else ""), loc="left",

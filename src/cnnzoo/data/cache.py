@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from cnnzoo.data.splits import DataSplits, ImageSet
+from cnnzoo.data.splits import DataError, DataSplits, ImageSet
 from cnnzoo.files import atomic_write_text
 
 CACHE_FORMAT = "cnnzoo-data-cache"
@@ -45,15 +45,23 @@ class CacheWriter:
         (self.folder / MANIFEST).unlink(missing_ok=True)  # from now on the old cache is invalid
         self._tmp_images = _temp_name(self.folder / "images.npy")
         self.images_path = self._tmp_images  # other processes may open it to write their rows
-        self.images = np.lib.format.open_memmap(self._tmp_images, mode="w+", dtype=np.uint8,
-                                                shape=(n, 3, size, size))
+        self._images: Optional[np.memmap] = np.lib.format.open_memmap(
+            self._tmp_images, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
 
-    def __enter__(self):
+    @property
+    def images(self) -> np.memmap:
+        """The rows being written (a writable memmap); closed once :meth:`finish` moves its file into place
+        or an error removes it."""
+        if self._images is None:
+            raise RuntimeError(f"the cache writer of {self.folder} is closed: its images were moved or removed")
+        return self._images
+
+    def __enter__(self) -> CacheWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self.images = None
+            self._images = None
             for name in ("images.npy", "images.npy.compact", "labels.npy", MANIFEST):
                 _temp_name(self.folder / name).unlink(missing_ok=True)
 
@@ -63,7 +71,7 @@ class CacheWriter:
             self._compact(keep)
         labels = np.asarray(labels, dtype=np.int64)[keep]
         self.images.flush()
-        self.images = None
+        self._images = None
         labels_tmp = _temp_name(self.folder / "labels.npy")
         with open(labels_tmp, "wb") as f:
             np.save(f, labels)
@@ -80,9 +88,9 @@ class CacheWriter:
         for start in range(0, len(kept), chunk):
             out[start:start + chunk] = self.images[kept[start:start + chunk]]
         out.flush()
-        self.images = None
+        self._images = None
         os.replace(tmp, self._tmp_images)
-        self.images = out
+        self._images = out
 
 
 def read_manifest(folder: Path) -> Optional[dict]:
@@ -96,16 +104,27 @@ def read_manifest(folder: Path) -> Optional[dict]:
     return manifest
 
 
+def open_prepared(folder: Path, source: str) -> DataSplits:
+    """The cache just written in ``folder`` (by :meth:`CacheWriter.finish`), opened."""
+    manifest = read_manifest(folder)
+    if manifest is None:  # written just before: only a concurrent writer or a full disk gets here
+        raise DataError(f"the prepared data cache in {folder} cannot be read back; delete the folder and retry")
+    return open_splits(folder, manifest, source)
+
+
 def open_splits(folder: Path, manifest: dict, source: str) -> DataSplits:
     """The cached arrays as :class:`DataSplits`; each split is a read-only slice of one memmap."""
     folder = Path(folder)
     images = np.load(folder / "images.npy", mmap_mode="r")
     labels = np.load(folder / "labels.npy")
-    sets = {}
+    sets: dict[str, Optional[ImageSet]] = {}
     for name in SPLIT_NAMES:
         bounds = manifest["splits"].get(name)
         sets[name] = ImageSet(images[bounds[0]:bounds[1]], labels[bounds[0]:bounds[1]]) if bounds else None
-    return DataSplits(train=sets["train"], val=sets["val"], test=sets["test"],
+    train = sets["train"]
+    if train is None:  # every source refuses data without training images before writing a cache
+        raise DataError(f"the data cache in {folder} has no training images; delete the folder and prepare it again")
+    return DataSplits(train=train, val=sets["val"], test=sets["test"],
                       class_names=list(manifest["class_names"]), image_size=int(manifest["image_size"]),
                       mean=tuple(manifest["mean"]), std=tuple(manifest["std"]), source=source,
                       cache_path=str(folder), skipped=list(manifest.get("skipped", [])))

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cnnzoo.data.builtin import resize_batch
-from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
+from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, stratified_split
 
 CIFAR_DEFAULT_SIZE = 32
@@ -175,7 +175,4 @@ def load_cifar(name: str, cache_dir: Path, *, image_size: Optional[int] = None, 
             "source": name, "settings": settings, "image_size": size, "class_names": class_names,
             "splits": split_bounds(split_codes), "mean": mean, "std": std,
             "archive": [info.md5, stat.st_size, stat.st_mtime_ns]})
-    manifest = read_manifest(folder)
-    if manifest is None:  # written just above: only a concurrent writer or a full disk gets here
-        raise DataError(f"the prepared {name} cache in {folder} cannot be read back; delete the folder and retry")
-    return open_splits(folder, manifest, source=name)
+    return open_prepared(folder, source=name)

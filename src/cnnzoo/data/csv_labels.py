@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
+from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.folders import FOLDER_DEFAULT_SIZE, decode_files, warn_skipped
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name, label_vocabulary
 
@@ -205,7 +205,7 @@ def _index_labels(lists: list[Path], rows: list[ListedImage]) -> tuple[list[str]
     names, index = label_vocabulary([row.label for row in rows if row.split == 0])
     if not names:
         raise DataError(f"{lists[0]} has no training rows (every row's split is val or test)")
-    unknown = {}
+    unknown: dict[str, ListedImage] = {}  # a label missing from the training rows -> its first row
     for row in rows:
         if row.label not in index:
             (canonical,), _ = label_vocabulary([row.label])  # "07" where the training rows say "7"
@@ -256,7 +256,7 @@ def _prepare(folder: Path, rows: list[ListedImage], labels: np.ndarray, class_na
                     "splits": split_bounds(split_codes[keep]), "mean": mean, "std": std,
                     "skipped": [row.skipped_as() for row, ok in zip(rows, keep) if not ok], "list_record": record}
         writer.finish(labels, keep, manifest)
-    return open_splits(folder, read_manifest(folder), source=source)
+    return open_prepared(folder, source=source)
 
 
 def _check_no_class_lost(source: str, rows: list[ListedImage], labels: np.ndarray, class_names: list[str],

@@ -16,15 +16,15 @@ import multiprocessing
 import os
 import sys
 import warnings
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
+from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import IMAGE_EXTENSIONS, decode_image
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name
 from cnnzoo.files import list_files
@@ -36,6 +36,10 @@ MAX_LISTED = 20  # skipped files named in the warning; the manifest keeps them a
 PROCESS_MIN_FILES = 256
 PROCESS_MIN_WORKERS = 4
 PROCESS_CHUNK = 32  # files per task sent to a worker process
+
+# One task of decode_files: the cache's images (the array, or its .npy path for a forked worker to
+# open), the first row, the files for that row on, the side, the resize mode.
+DecodeTask = tuple[Union[np.ndarray, str], int, Sequence[Union[Path, str]], int, str]
 
 
 class SkippedImagesWarning(UserWarning):
@@ -182,7 +186,7 @@ def prepare_folder(root: Path, folder: Path, class_names: list[str], files: list
                     "skipped": [f.relpath for f, ok in zip(files, keep) if not ok],
                     "files": _files_record(files)}
         writer.finish(labels, keep, manifest)
-    return open_splits(folder, read_manifest(folder), source=str(root))
+    return open_prepared(folder, source=str(root))
 
 
 def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str, *, progress: bool = True,
@@ -203,6 +207,8 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
         executor = "processes" if use_processes else "threads"
     keep = np.ones(len(paths), dtype=bool)
     bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False)
+    pool: Executor
+    tasks: list[DecodeTask]
     if executor == "processes":
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         starts = range(0, len(paths), PROCESS_CHUNK)
@@ -221,7 +227,7 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
     return keep
 
 
-def _decode_rows(task) -> list[int]:
+def _decode_rows(task: DecodeTask) -> list[int]:
     """Decode consecutive files into rows ``start, start + 1, ...``; returns the rows that failed.
 
     ``images`` is the array itself (threads) or the path of the ``.npy`` file (processes: each opens

@@ -22,12 +22,12 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from cnnzoo.data.cache import CacheWriter, open_splits, read_manifest, split_bounds
+from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import decode_image
 from cnnzoo.data.folders import FOLDER_DEFAULT_SIZE, warn_skipped
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name, label_vocabulary
@@ -146,10 +146,11 @@ def _describe(pq, path: Path, split: int, label_column: Optional[str]) -> Parque
                             f"its columns are {', '.join(names)}")
         label = label_column
     else:
-        label = next((name for name in LABEL_COLUMNS if name in names), None)
-        if label is None:
+        found = next((name for name in LABEL_COLUMNS if name in names), None)
+        if found is None:
             raise DataError(f"{path} has no label column ({', '.join(LABEL_COLUMNS)}); its columns are "
                             f"{', '.join(names)}. Name the one that holds the classes with --label-column")
+        label = found
     return ParquetSplitFile(path, split, meta.metadata.num_rows, image, label, _class_names(schema, label))
 
 
@@ -183,7 +184,8 @@ def _class_names(schema, label: str) -> Optional[tuple[str, ...]]:
 
 def _read_labels(pq, files: list[ParquetSplitFile]) -> tuple[list[str], np.ndarray]:
     """Class names and every row's label index (reads only the label columns)."""
-    raw, where = [], []
+    raw: list[Any] = []  # the label column's values as Parquet holds them: ints (ClassLabel) or text
+    where: list[tuple[ParquetSplitFile, int]] = []  # each value's file and row, for messages
     for f in files:
         values = pq.read_table(f.path, columns=[f.label_column]).column(0).to_pylist()
         for row, value in enumerate(values):
@@ -258,7 +260,7 @@ def _prepare(pq, folder: Path, root: Path, files: list[ParquetSplitFile], class_
         manifest = {"source": str(root), "settings": settings, "image_size": size, "class_names": class_names,
                     "splits": split_bounds(codes), "mean": mean, "std": std, "skipped": skipped, "files": record}
         writer.finish(labels[stored], keep_stored, manifest)
-    return open_splits(folder, read_manifest(folder), source=str(root))
+    return open_prepared(folder, source=str(root))
 
 
 def _decode_cell(cell, folder: Path, size: int, resize: str) -> Optional[np.ndarray]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -119,14 +119,15 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
-def hold_out_by_name(names: Sequence[str], labels: Sequence[int], val_fraction: float) -> np.ndarray:
+def hold_out_by_name(names: Sequence[str], labels: Union[Sequence[int], np.ndarray],
+                     val_fraction: float) -> np.ndarray:
     """Mask of the items that go to val: ``val_fraction`` of each class, chosen by a hash of each
     item's name (a file's relative path, a row's file and number). The same items whatever the seed,
     on any machine, so runs with different seeds are validated on the same images."""
-    labels = np.asarray(labels)
-    to_val = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = sorted(np.flatnonzero(labels == label), key=lambda i: _name_hash(names[i]))
+    label_of = np.asarray(labels)
+    to_val = np.zeros(len(label_of), dtype=bool)
+    for label in np.unique(label_of):
+        members = sorted(np.flatnonzero(label_of == label), key=lambda i: _name_hash(names[int(i)]))
         to_val[members[:n_val_for(len(members), val_fraction)]] = True
     return to_val
 

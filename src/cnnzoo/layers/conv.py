@@ -125,10 +125,12 @@ class ConvNormAct(nn.Sequential):
         super().__init__()
         if padding == "tf" and (kernel_size == 1 or stride == 1 and (kernel_size - 1) * dilation % 2 == 0):
             padding = (kernel_size - 1) // 2 * dilation  # TensorFlow's "SAME" is symmetric here: no pad layer
+        self.pad: nn.Module  # only with "tf" or four pads
         if padding == "tf":
             self.pad, padding = TFSamePad2d(kernel_size, stride, dilation, input_size), 0
         elif isinstance(padding, (tuple, list)) and len(padding) == 4:
-            self.pad, padding = nn.ZeroPad2d(tuple(padding)), 0
+            left, right, top, bottom = padding
+            self.pad, padding = nn.ZeroPad2d((left, right, top, bottom)), 0
         elif isinstance(padding, str):
             raise ValueError(f"unknown padding {padding!r}: an int, 'tf' or (left, right, top, bottom)")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,

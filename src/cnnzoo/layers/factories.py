@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Protocol, Union
 
 from torch import nn
 
 NormLayer = Callable[[int], nn.Module]  # num_channels -> module
 ActLayer = Callable[[], nn.Module]
+
+
+class NamedNorm(Protocol):
+    """A norm of the table below: ``num_channels -> module``, with the epsilon as an option."""
+
+    def __call__(self, num_channels: int, /, *, eps: float = ...) -> nn.Module: ...
 
 
 def _layer_norm_2d(num_channels: int, eps: float = 1e-5) -> nn.Module:
@@ -33,7 +39,7 @@ def _group_norm_2d(num_channels: int, groups: int = 32, eps: float = 1e-5) -> nn
     return nn.GroupNorm(math.gcd(groups, num_channels), num_channels, eps=eps)
 
 
-NORM_LAYERS: dict[str, NormLayer] = {
+NORM_LAYERS: dict[str, NamedNorm] = {
     "batch": nn.BatchNorm2d,
     "layer": _layer_norm_2d,
     "instance": _instance_norm_2d,

@@ -19,7 +19,20 @@ def _linear(in_features: int, num_classes: int) -> nn.Module:
     return fc
 
 
-class ClassifierHead(nn.Module):
+class Head(nn.Module):
+    """What every head has: ``forward(x, pre_logits=False)``, the final layer ``fc`` (an Identity when
+    there are no classes), and ``reset(num_classes)``, which replaces ``fc``."""
+
+    fc: nn.Module
+
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reset(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+
+class ClassifierHead(Head):
     """Global average pool -> flatten -> dropout -> linear ``fc``."""
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float = 0.0):
@@ -37,7 +50,7 @@ class ClassifierHead(nn.Module):
         self.fc = _linear(self.in_features, num_classes)
 
 
-class MlpHead(nn.Module):
+class MlpHead(Head):
     """VGG's head: adaptive pool to ``pool_size`` -> flatten -> (fc, act, dropout) x 2 -> ``fc``.
 
     ``forward(x, pre_logits=True)`` returns the last hidden vector (4096 wide in VGG), as timm does.

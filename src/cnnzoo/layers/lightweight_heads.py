@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .heads import _linear
+from .heads import Head, _linear
 from .helpers import make_act
 
 
-class HiddenLayerHead(nn.Module):
+class HiddenLayerHead(Head):
     """MobileNetV3's head (Howard et al. 2019, figure 5): global average pool -> linear ``hidden``
     (1280 wide in Large) -> activation -> dropout -> linear ``fc``.
 
@@ -37,13 +37,13 @@ class HiddenLayerHead(nn.Module):
 def _classifier_conv(in_channels: int, num_classes: int) -> nn.Module:
     if num_classes <= 0:
         return nn.Identity()
-    fc = nn.Conv2d(in_channels, num_classes, 1)
+    fc = nn.Conv2d(in_channels, num_classes, 1, bias=True)
     nn.init.normal_(fc.weight, 0, 0.01)  # SqueezeNet's (torchvision's) initialisation of this layer
-    nn.init.zeros_(fc.bias)
+    nn.init.zeros_(fc.get_parameter("bias"))  # fc.bias is Optional (bias=False has none); this one has it
     return fc
 
 
-class ConvClassifierHead(nn.Module):
+class ConvClassifierHead(Head):
     """SqueezeNet's head (Iandola et al. 2016, section 3.3): dropout -> 1x1 convolution ``fc`` to one
     map per class -> ReLU -> global average pool. The ReLU sits before the pooling, so this is not a
     linear layer on pooled features; ``pre_logits`` returns the pooled features (``in_channels``)."""

@@ -7,7 +7,7 @@ A stride-2 3x3 convolution on an even size is the case that differs: TensorFlow 
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,13 @@ def tf_same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     """
     out = (size + stride - 1) // stride  # ceil(size / stride)
     total = torch.sym_max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2, total - total // 2
+    # torch types sym_max as int | SymInt whatever its arguments; a SymInt is what torch.Size's "int"
+    # sizes are under torch.export, so the pads are ints as far as every caller is concerned
+    return total // 2, total - total // 2  # type: ignore[return-value]
 
 
 def _pair(value: IntPair) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 class TFSamePad2d(nn.Module):
@@ -43,21 +45,19 @@ class TFSamePad2d(nn.Module):
         super().__init__()
         self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
         self.input_size = None if input_size is None else _pair(input_size)
-        self.static_pads = None if input_size is None else self._pads(self.input_size)
+        self.static_pads = None if self.input_size is None else self._pads(self.input_size)
 
-    def _pads(self, size) -> tuple[int, int, int, int]:
+    def _pads(self, size: Sequence[int]) -> tuple[int, int, int, int]:
         top, bottom = tf_same_pads(size[0], self.kernel_size[0], self.stride[0], self.dilation[0])
         left, right = tf_same_pads(size[1], self.kernel_size[1], self.stride[1], self.dilation[1])
         return left, right, top, bottom  # F.pad's order: last dimension first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.static_pads is not None:
-            if tuple(x.shape[-2:]) != self.input_size and not torch.jit.is_tracing():
-                raise ValueError(f"TFSamePad2d was built for {self.input_size[0]}x{self.input_size[1]} "
-                                 f"inputs, got {x.shape[-2]}x{x.shape[-1]}")
-            pads = self.static_pads
-        else:
-            pads = self._pads(x.shape[-2:])
+        fixed, pads = self.input_size, self.static_pads  # both None, or both set by __init__
+        if fixed is None or pads is None:
+            return F.pad(x, self._pads(x.shape[-2:]))
+        if tuple(x.shape[-2:]) != fixed and not torch.jit.is_tracing():
+            raise ValueError(f"TFSamePad2d was built for {fixed[0]}x{fixed[1]} inputs, got {x.shape[-2]}x{x.shape[-1]}")
         return F.pad(x, pads)
 
     def extra_repr(self) -> str:

@@ -1,6 +1,7 @@
 """Every architecture family; importing this package registers all of them (each file registers its
 variants at its bottom). The classes are exported for users who want to build a custom configuration,
 e.g. ``ResNet(block=BasicBlock, layers=(1, 1, 1, 1))``."""
+from ._base import AuxiliaryHeads, Classifier
 from .densenet import DenseNet
 from .efficientnet import EfficientNet
 from .googlenet import GoogLeNet
@@ -13,5 +14,5 @@ from .squeezenet import SqueezeNet
 from .vgg import VGG
 from .wavenet import WaveNet, WaveNetConfig
 
-__all__ = ["DenseNet", "EfficientNet", "GoogLeNet", "MobileNetV1", "MobileNetV2", "MobileNetV3", "ResNet",
-           "ShuffleNetV2", "SqueezeNet", "VGG", "WaveNet", "WaveNetConfig"]
+__all__ = ["AuxiliaryHeads", "Classifier", "DenseNet", "EfficientNet", "GoogLeNet", "MobileNetV1", "MobileNetV2",
+           "MobileNetV3", "ResNet", "ShuffleNetV2", "SqueezeNet", "VGG", "WaveNet", "WaveNetConfig"]

@@ -2,21 +2,22 @@
 comparison need nothing model-specific."""
 from __future__ import annotations
 
-from typing import Mapping, Optional, TypeVar
+from typing import Mapping, Optional, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import nn
 
+from cnnzoo.layers import Head
 from cnnzoo.registry import ModelError
 
 
 class Classifier(nn.Module):
-    """Subclasses build ``self.head`` (a ``ClassifierHead`` or ``MlpHead``), set ``num_features`` and
-    ``num_classes``, and define ``forward_features``."""
+    """Subclasses build ``self.head`` (a :class:`~cnnzoo.layers.Head`: ``ClassifierHead``, ``MlpHead``...),
+    set ``num_features`` and ``num_classes``, and define ``forward_features``."""
 
     num_features: int
     num_classes: int
-    head: nn.Module
+    head: Head
     layout: str = "torch"  # whose network this is, where references differ (see ``pick_layout``)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,16 @@ class Classifier(nn.Module):
         """Module path -> the name of the same layer in ``keras.applications`` (its weight files and its
         ``model.summary()``), for a family built with ``layout="keras"``; empty where Keras has no twin."""
         return {}
+
+
+@runtime_checkable
+class AuxiliaryHeads(Protocol):
+    """A model with auxiliary classifiers trained beside its main head (GoogLeNet): ``aux_logits``
+    says whether they are on, ``forward_train(x)`` returns ``(logits, [aux logits, ...])``."""
+
+    aux_logits: bool
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
 
 
 Layout = TypeVar("Layout")

@@ -94,7 +94,8 @@ class EfficientNet(Classifier):
 
         repeats = [n if lite and i in (0, len(STAGES) - 1) else math.ceil(n * depth_mult)
                    for i, (*_, n) in enumerate(STAGES)]
-        total, blocks = sum(repeats), []
+        total = sum(repeats)
+        blocks: list[nn.Module] = []
         for (e, k, s, c, _), n in zip(STAGES, repeats):
             out_channels = width(c)
             for i in range(n):
@@ -131,7 +132,9 @@ def _register(variant: str) -> None:
     # torchvision builds B5-B7 with TensorFlow's batch-norm epsilon: their weights are ported from it
     eps = 1e-3 if lite or variant in ("b5", "b6", "b7") else 1e-5
     builder = partial(EfficientNet, width_mult=scaling.width, depth_mult=scaling.depth, drop_rate=scaling.dropout,
-                      lite=lite, norm_eps=eps, **({"act": "relu6"} if lite else {}))
+                      lite=lite, norm_eps=eps)
+    if lite:  # ReLU6 instead of swish, as the Lite reference
+        builder = partial(builder, act="relu6")
     register_model(f"efficientnet_{variant}", builder, family="efficientnet", paper=LITE_PAPER if lite else PAPER,
                    input_size=(3, scaling.resolution, scaling.resolution))
 

@@ -13,7 +13,7 @@ from cnnzoo.layers import ClassifierHead, ConvNormAct, InvertedResidual, get_nor
 from cnnzoo.registry import register_model
 
 from ._base import Classifier, conv_names, pick_layout
-from ._convert import rename_keys
+from ._convert import Rule, rename_keys
 
 # Table 2: t = expansion factor, c = output channels, n = repeats, s = stride of the first repeat.
 INVERTED_RESIDUAL_SETTING = (
@@ -62,15 +62,15 @@ class MobileNetV2(Classifier):
         super().__init__()
         self.layout, spec = layout, pick_layout(LAYOUTS, layout, "mobilenet_v2")
         conv = dict(norm=get_norm_layer(norm, eps=spec.norm_eps), act=act, bias=conv_bias)
-        padding = {} if spec.padding is None else {"padding": spec.padding}
         channels = make_divisible(STEM_CHANNELS * width_mult)
-        self.stem = ConvNormAct(in_chans, channels, 3, 2, **padding, **conv)
+        self.stem = ConvNormAct(in_chans, channels, 3, 2, padding=spec.padding, **conv)
 
-        blocks = []
+        blocks: list[nn.Module] = []
         for t, c, n, s in INVERTED_RESIDUAL_SETTING:
             out_channels = spec.block_width(c * width_mult)
             for i in range(n):
-                blocks.append(InvertedResidual(channels, out_channels, s if i == 0 else 1, t, **padding, **conv))
+                blocks.append(InvertedResidual(channels, out_channels, s if i == 0 else 1, t, padding=spec.padding,
+                                               **conv))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
 
@@ -117,7 +117,7 @@ def convert_torchvision_mobilenet_v2(state_dict: dict) -> tuple[dict, dict]:
         kind = "conv" if int(index) == len(parts) else "norm"
         return f"blocks.{i - 1}.project.{kind}.{rest}"
 
-    rules = [
+    rules: list[Rule] = [
         (r"features\.0\.0\.(.+)", r"stem.conv.\1"),
         (r"features\.0\.1\.(.+)", r"stem.norm.\1"),
         (rf"features\.{last}\.0\.(.+)", r"final_conv.conv.\1"),

@@ -24,11 +24,11 @@ from cnnzoo.layers import (
 from cnnzoo.registry import ModelError, register_model
 
 from ._base import Classifier, conv_names, pick_layout
-from ._convert import rename_keys, shift
+from ._convert import Rule, rename_keys, shift
 
 # Per stage: (block width before expansion, stride of the first block). Depths come from `layers`.
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+BLOCKS: dict[str, Union[Type[BasicBlock], Type[Bottleneck]]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class ResNet(Classifier):
     def keras_layer_names(self) -> dict[str, str]:
         names = conv_names("stem", "conv1_conv", "conv1_bn", "conv1_relu") | {"stem_pool": "pool1_pool"}
         for s, stage in enumerate(self.stages):
-            for b in range(len(stage)):
+            for b, _ in enumerate(stage.children()):
                 path, p = f"stages.{s}.{b}", f"conv{s + 2}_block{b + 1}_"
                 for i in (1, 2, 3):
                     names.update(conv_names(f"{path}.conv{i}", f"{p}{i}_conv", f"{p}{i}_bn", f"{p}{i}_relu"))
@@ -100,7 +100,7 @@ class ResNet(Classifier):
 def convert_torchvision_resnet(state_dict: dict) -> tuple[dict, dict]:
     """torchvision ``resnet*`` state dict -> ours. It implies no options: torchvision's blocks are
     our default (stride in the 3x3)."""
-    rules = [
+    rules: list[Rule] = [
         (r"conv1\.(.+)", r"stem.conv.\1"),
         (r"bn1\.(.+)", r"stem.norm.\1"),
         (r"layer(\d)\.(\d+)\.conv(\d)\.(.+)", lambda m: f"stages.{shift(m[1])}.{m[2]}.conv{m[3]}.conv.{m[4]}"),

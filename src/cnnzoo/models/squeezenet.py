@@ -5,6 +5,7 @@ fewer multiply-adds at the same accuracy)."""
 from __future__ import annotations
 
 from functools import partial
+from typing import Union
 
 import torch
 from torch import nn
@@ -15,9 +16,10 @@ from cnnzoo.registry import ModelError, register_model
 from ._base import Classifier
 
 POOL = "M"  # a 3x3 stride-2 max pool (rounding up, as the reference's Caffe model)
+Layer = Union[str, tuple[int, int]]  # POOL or a Fire module's (squeeze, expand)
 # Per version: the stem (output channels, kernel), then Fire modules as (squeeze, expand) with both
 # expand branches ``expand`` wide, and pools. Table 1 for 1.0.
-CONFIGS = {
+CONFIGS: dict[str, tuple[tuple[int, int], list[Layer]]] = {
     "1_0": ((96, 7), [POOL, (16, 64), (16, 64), (32, 128), POOL, (32, 128), (48, 192), (48, 192), (64, 256),
                       POOL, (64, 256)]),
     "1_1": ((64, 3), [POOL, (16, 64), (16, 64), POOL, (32, 128), (32, 128), POOL, (48, 192), (48, 192),
@@ -41,9 +43,9 @@ class SqueezeNet(Classifier):
         (stem_channels, stem_kernel), layers = CONFIGS[version]
         channels = make_divisible(stem_channels * width_mult)
         self.stem = ConvNormAct(in_chans, channels, stem_kernel, 2, padding=0, **conv)
-        blocks = []
+        blocks: list[nn.Module] = []
         for layer in layers:
-            if layer == POOL:
+            if isinstance(layer, str):  # POOL
                 blocks.append(nn.MaxPool2d(3, 2, ceil_mode=True))
                 continue
             squeeze, expand = (make_divisible(c * width_mult) for c in layer)

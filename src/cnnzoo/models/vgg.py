@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from cnnzoo.layers import ConvNormAct, MlpHead, init_weights_he, make_divisible
-from cnnzoo.registry import register_model
+from cnnzoo.registry import ModelError, register_model
 
 from ._base import Classifier, pick_layout
 from ._convert import rename_keys
@@ -71,14 +71,17 @@ class VGG(Classifier):
         super().__init__()
         self.layout, spec = layout, pick_layout(LAYOUTS, layout, "vgg")
         drop_rate = spec.drop_rate if drop_rate is None else drop_rate
-        layers, channels = [], in_chans
+        layers: list[tuple[str, nn.Module]] = []
+        channels = in_chans
         for name, v in zip(layer_names(cfg), cfg):
             if v == "M":
                 layers.append((name, nn.MaxPool2d(2, stride=2)))
-            else:
+            elif isinstance(v, int):
                 width = make_divisible(v * width_mult)
                 layers.append((name, ConvNormAct(channels, width, 3, norm=norm, act=act, bias=conv_bias)))
                 channels = width
+            else:
+                raise ModelError(f"vgg: a cfg entry is a number of channels or 'M' (a max pool), got {v!r}")
         self.features = nn.Sequential(OrderedDict(layers))
         self.num_features = make_divisible(HIDDEN * width_mult)
         self.num_classes = num_classes

@@ -137,7 +137,8 @@ def _shape_of(output) -> Any:
 
 def _aliases(out: torch.Tensor, inputs: list[torch.Tensor]) -> bool:
     # Shares memory with an input (an in-place result or a view)? Works on the meta device too.
-    return any(torch._C._is_alias_of(out, t) for t in inputs)
+    # _is_alias_of is private and so not in torch's stubs; the public storage pointers are all 0 on meta
+    return any(torch._C._is_alias_of(out, t) for t in inputs)  # type: ignore[attr-defined]
 
 
 class Tracer(TorchDispatchMode):
@@ -152,7 +153,7 @@ class Tracer(TorchDispatchMode):
         self.phase = "forward"
         self.forward_macs = 0
         self.backward_macs = 0
-        self.uncounted = {"forward": {}, "backward": {}}
+        self.uncounted: dict[str, dict[str, int]] = {"forward": {}, "backward": {}}  # phase -> op -> calls
         self._handles = []
         self._op_counts: dict[tuple, int] = {}
         names = {m: n for n, m in model.named_modules() if m is not model}
@@ -256,8 +257,9 @@ def example_input(model: nn.Module, input_size, batch_size: int = 1, device=None
     """What ``model`` takes at ``input_size``: a sequence model's own ``example_input(length, batch)``
     (WaveNet: μ-law classes ``[N, T]``, or floats ``[N, C, T]``; ``T`` is ``input_size``'s last
     number), else ``make(batch_size, *input_size)`` (zeros; latency passes ``torch.randn``)."""
-    if callable(getattr(model, "example_input", None)):
-        return model.example_input(int(input_size[-1]), batch_size).to(device)
+    sequence_example = getattr(model, "example_input", None)
+    if callable(sequence_example):
+        return sequence_example(int(input_size[-1]), batch_size).to(device)
     return make(batch_size, *input_size, device=device)
 
 
@@ -284,7 +286,8 @@ def count_macs(model: nn.Module, inputs, *, backward: bool = False) -> MacCount:
                 outs = [t for t in _tensors(out) if t.requires_grad]
                 if wrt and outs:
                     # Any scalar function of the outputs gives the same backward cost; sum is simplest.
-                    torch.autograd.grad(sum(t.sum() for t in outs), wrt, allow_unused=True)
+                    total = sum((t.sum() for t in outs[1:]), outs[0].sum())
+                    torch.autograd.grad(total, wrt, allow_unused=True)
     finally:
         tracer.remove_hooks()
         model.train(was_training)

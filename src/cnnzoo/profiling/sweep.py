@@ -146,10 +146,12 @@ def depth_sweep(name: str, layers_per_stack: Sequence[int] = (2, 4, 6, 8, 10), s
     for n_stacks in stacks:
         for layers in layers_per_stack:
             counted = summary(name, (1, DEPTH_LENGTH), layers_per_stack=layers, stacks=n_stacks, **overrides)
-            rate = counted.sample_rate
-            cells.append(DepthCell(layers, n_stacks, layers * n_stacks, counted.receptive_field,
-                                   counted.receptive_field / rate if rate else None, counted.total_params,
-                                   counted.macs_per_sample))
+            field, per_sample, rate = counted.receptive_field, counted.macs_per_sample, counted.sample_rate
+            if field is None or per_sample is None:
+                raise UserError(f"model {name!r} has a dilation stack but no receptive_field attribute; a depth "
+                                "sweep reports the receptive field of each depth, so the model must give it")
+            cells.append(DepthCell(layers, n_stacks, layers * n_stacks, field, field / rate if rate else None,
+                                   counted.total_params, per_sample))
     return cells
 
 
@@ -158,7 +160,8 @@ def depth_to_markdown(cells: Sequence[DepthCell], name: str = "") -> str:
     timed = any(c.receptive_field_s is not None for c in cells)
     head = (["layers per stack", "stacks", "layers", "receptive field (samples)"] + (["receptive field (ms)"] if timed
             else []) + ["params", "params added per layer", "MACs per sample"])
-    rows, previous = [], {}
+    rows: list[list[str]] = []
+    previous: dict[int, DepthCell] = {}  # stacks -> the last row with that many
     for c in cells:
         row = [str(c.layers_per_stack), str(c.stacks), str(c.layers), f"{c.receptive_field:,}"]
         if timed:

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.models import AuxiliaryHeads
 
 # A peer that stops answering (killed, stuck) ends the job after this long instead of hanging it.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)
@@ -123,8 +124,9 @@ class Processes:
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
                 for buffer in (module.running_mean, module.running_var):
-                    dist.all_reduce(buffer)
-                    buffer.div_(self.world_size)
+                    if buffer is not None:  # both are there whenever track_running_stats is
+                        dist.all_reduce(buffer)
+                        buffer.div_(self.world_size)
 
     def wrap(self, model: nn.Module, device: torch.device, sync_bn: bool, log,
              learning_set_changes: bool = False) -> nn.Module:
@@ -140,7 +142,7 @@ class Processes:
             else:
                 log(f"--sync-bn: the {dist.get_backend()} backend has no SyncBatchNorm in this PyTorch; "
                     "averaging the running statistics before each validation instead")
-        if getattr(model, "aux_logits", False) and hasattr(model, "forward_train"):
+        if isinstance(model, AuxiliaryHeads) and model.aux_logits:
             model = TrainingForward(model)
         # WaveNet's last residual convolution feeds nothing.
         unused = learning_set_changes or bool(getattr(model, "has_unused_parameters", False))
@@ -156,9 +158,11 @@ class TrainingForward(nn.Module):
 
     def __init__(self, model: nn.Module):
         super().__init__()
+        if not isinstance(model, AuxiliaryHeads):
+            raise TypeError(f"{type(model).__name__} has no forward_train for TrainingForward to run")
         self.model = model
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.model.forward_train(x)
 
 
