@@ -4,7 +4,10 @@ Two parameter conventions, chosen with ``keras=``:
   * PyTorch's (default): parameters only; trainable = ``requires_grad``.
   * Keras' (``keras=True``): normalisation layers' ``running_mean`` and ``running_var`` are also
     weights, non-trainable ones (``num_batches_tracked`` is not: Keras has no such weight). Totals
-    then match ``model.summary()`` of the same network built in Keras.
+    then match ``model.summary()`` of the same network built in Keras. A model built with
+    ``layout="keras"`` is also shown as Keras shows it: its layers under Keras' names and classes
+    (``conv_dw_2 (DepthwiseConv2D)``), one row per Keras layer, shapes channels-last ``[N, H, W, C]``,
+    so the table reads line by line against ``keras.applications``' ``model.summary()``.
 MACs follow :mod:`cnnzoo.profiling.counting` (conv and linear/matmul; the rest listed as uncounted).
 
 A sequence model (one with ``example_input(length)``, as WaveNet) is fed its own input: for WaveNet
@@ -14,12 +17,13 @@ beside its multiply-adds per output sample.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
 
+from cnnzoo.display import escape, html_table
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.profiling.counting import Record, count_macs, example_input
@@ -27,6 +31,12 @@ from cnnzoo.registry import get_model_info
 from cnnzoo.text import format_count, table
 
 KERAS_STAT_BUFFERS = ("running_mean", "running_var")
+# Keras' layer class for each of ours, for the rows of a model built with layout="keras"
+KERAS_TYPES = {"Conv2d": "Conv2D", "BatchNorm2d": "BatchNormalization", "ReLU6": "ReLU", "ReLU": "Activation",
+               "ZeroPad2d": "ZeroPadding2D", "TFSamePad2d": "ZeroPadding2D", "MaxPool2d": "MaxPooling2D",
+               "AvgPool2d": "AveragePooling2D", "AdaptiveAvgPool2d": "GlobalAveragePooling2D", "Dropout": "Dropout",
+               "Linear": "Dense", "Input": "InputLayer"}
+KERAS_INPUT_NAME = "input_layer"
 UNITS = ("macs", "flops")
 
 
@@ -41,10 +51,11 @@ class SummaryRow:
     depth: int = 1
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelSummary:
     """What :func:`summary` measured. ``macs`` are multiply-adds of one forward pass of
-    ``batch_size`` images; ``flops`` = 2 x ``macs``."""
+    ``batch_size`` images; ``flops`` = 2 x ``macs``. Shown as the table: ``str``/``repr`` give the
+    text one (a terminal REPL), ``_repr_html_`` the same table in HTML (Jupyter)."""
     model_name: str
     input_size: tuple
     batch_size: int
@@ -88,6 +99,11 @@ class ModelSummary:
     def __str__(self) -> str:
         return render_table(self)
 
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return render_html(self)
+
 
 # ----------------------------------------------------------------------------- public entry point
 
@@ -110,8 +126,7 @@ def summary(model_or_name: Union[nn.Module, str], input_size: Optional[tuple] = 
     if batch_size < 1:
         raise UserError(f"batch_size must be at least 1, got {batch_size}")
     model, name, input_size = _resolve_model(model_or_name, input_size, device, overrides)
-    device = device or _model_device(model)
-    x = example_input(model, input_size, batch_size, device)
+    x = example_input(model, input_size, batch_size, device or _model_device(model))
     try:
         counted = count_macs(model, x, backward=backward)
     except RuntimeError as err:
@@ -121,14 +136,17 @@ def summary(model_or_name: Union[nn.Module, str], input_size: Optional[tuple] = 
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if keras:
         param_bytes += sum(b.numel() * b.element_size() for b in _keras_stat_buffers(model))
-    records = list(counted.trace.root.walk())
+    trace = counted.trace
+    assert trace is not None  # count_macs always traces the forward pass
+    records = list(trace.root.walk())
+    rows = _rows(trace.input_record, trace.root, depth, keras, x)
     return ModelSummary(
         model_name=name, input_size=tuple(input_size), batch_size=batch_size,
         convention="keras" if keras else "pytorch", units=units, depth=depth,
         total_params=trainable + frozen, trainable_params=trainable, non_trainable_params=frozen,
         macs=counted.forward, param_bytes=param_bytes,
         activation_bytes=sum(r.output_bytes for r in records if r.is_leaf),
-        rows=_rows(counted.trace.input_record, counted.trace.root, depth, keras, x),
+        rows=_keras_named(model, rows) if keras else rows,
         uncounted_ops=counted.uncounted_forward,
         backward_macs=counted.backward, uncounted_backward_ops=counted.uncounted_backward,
         **_sequence_fields(model))
@@ -202,8 +220,8 @@ def _rows(input_record: Record, root: Record, depth: Optional[int], keras: bool,
     seen_params: set[int] = set()  # a module called twice shows its parameters once
     for rec in shown:
         params = _record_params(rec, keras, seen_params)
-        sources = [_displayed(src, shown_set) for src in rec.inputs if src is not None]
-        sources = list(dict.fromkeys(s.name for s in sources if s is not None))
+        displayed = [_displayed(src, shown_set) for src in rec.inputs if src is not None]
+        sources = list(dict.fromkeys(s.name for s in displayed if s is not None))
         rows.append(SummaryRow(rec.name, rec.kind, rec.output_shape, params, rec.subtree_macs(),
                                sources if len(rec.inputs) >= 2 else [], rec.depth))
     return rows
@@ -218,7 +236,7 @@ def _inside_shown(record: Record, depth: Optional[int]) -> bool:
     return False
 
 
-def _displayed(record: Record, shown_ids: set) -> Optional[Record]:
+def _displayed(record: Optional[Record], shown_ids: set) -> Optional[Record]:
     while record is not None and id(record) not in shown_ids:
         record = record.parent
     return record
@@ -233,6 +251,39 @@ def _record_params(rec: Record, keras: bool, seen: set) -> int:
     return sum(t.numel() for t in fresh)
 
 
+def _keras_named(model: nn.Module, rows: list[SummaryRow]) -> list[SummaryRow]:
+    """The rows of a ``layout="keras"`` model under Keras' layer names, classes and channels-last
+    shapes; a layer Keras has no twin of keeps our name. Rows Keras holds in one layer (VGG's Conv2D
+    carries its ReLU) become one row."""
+    keras_layer_names = getattr(model, "keras_layer_names", None)
+    names = keras_layer_names() if keras_layer_names and getattr(model, "layout", None) == "keras" else {}
+    if not names:
+        return rows
+    names = {"input": KERAS_INPUT_NAME} | names
+    modules = dict(model.named_modules())
+    out: list[SummaryRow] = []
+    for row in rows:
+        name = names.get(row.name, row.name)
+        shape = _channels_last(row.output_shape)
+        module = modules.get(row.name)
+        kind = ("DepthwiseConv2D" if isinstance(module, nn.Conv2d) and module.groups > 1
+                else KERAS_TYPES.get(row.type, row.type))
+        if out and name != row.name and out[-1].name == name:  # the layer's type is that of its weights
+            last = out[-1]
+            out[-1] = replace(last, output_shape=shape, params=last.params + row.params, macs=last.macs + row.macs,
+                              type=kind if row.params else last.type)
+            continue
+        out.append(replace(row, name=name, type=kind, output_shape=shape,
+                           connected_to=[names.get(n, n) for n in row.connected_to]))
+    return out
+
+
+def _channels_last(shape):
+    if shape and isinstance(shape[0], list):
+        return [_channels_last(s) for s in shape]
+    return [shape[0], *shape[2:], shape[1]] if shape and len(shape) == 4 else shape
+
+
 # ----------------------------------------------------------------------------- the table
 
 def _fmt_shape(shape) -> str:
@@ -245,7 +296,7 @@ def _fmt_shape(shape) -> str:
 
 def render_table(s: ModelSummary) -> str:
     """The Keras-like table: one row per layer, totals at the bottom."""
-    scale, unit = (2, "FLOPs") if s.units == "flops" else (1, "MACs")
+    scale, unit = _unit(s)
     header = ("Layer (type)", "Output Shape", "Param #", unit, "Connected to")
     body = []
     for r in s.rows:  # a row fed by several tensors lists one source per line
@@ -256,36 +307,61 @@ def render_table(s: ModelSummary) -> str:
     # The header is an ordinary row here: the "=" rules around it are Keras' look, not a dashed rule.
     header_line, *body_lines = table([header, *body], align="llrrl").splitlines()
     rule = "=" * max(len(line) for line in [header_line, *body_lines])
+    totals, sizes = _totals(s)
+    return "\n".join([*_heading(s), rule, header_line, rule, *body_lines, rule, *totals, "-" * len(rule),
+                      *sizes, rule])
+
+
+def render_html(s: ModelSummary) -> str:
+    """The table of :func:`render_table` in HTML (every name escaped): the same rows and totals."""
+    scale, unit = _unit(s)
+    header = ("Layer (type)", "Output Shape", "Param #", unit, "Connected to")
+    body = [(f"{r.name} ({r.type})", _fmt_shape(r.output_shape), f"{r.params:,}", f"{r.macs * scale:,}",
+             ", ".join(r.connected_to)) for r in s.rows]
+    title, convention = _heading(s)
+    totals, sizes = _totals(s)
+    return (f"<div><b>{escape(title)}</b><br/><small>{escape(convention)}</small>"
+            + html_table(body, header, align="llrrl")
+            + "<pre>" + escape("\n".join([*totals, *sizes])) + "</pre></div>")
+
+
+def _unit(s: ModelSummary) -> tuple[int, str]:
+    return (2, "FLOPs") if s.units == "flops" else (1, "MACs")
+
+
+def _heading(s: ModelSummary) -> tuple[str, str]:
     conv = ("Keras convention: parameters plus normalisation running statistics (non-trainable)"
             if s.convention == "keras" else "PyTorch convention: parameters only")
     compute = ("FLOPs = 2 x multiply-adds" if s.units == "flops" else "MACs = multiply-adds")
     shown_input = s.rows[0].output_shape if s.rows else [s.batch_size, *s.input_size]  # what the model was fed
-    out = [f'Model: "{s.model_name}"   input {_fmt_shape(shown_input)}',
-           f"{conv}; {compute} of conv and linear layers", rule, header_line, rule, *body_lines]
+    return (f'Model: "{s.model_name}"   input {_fmt_shape(shown_input)}',
+            f"{conv}; {compute} of conv and linear layers")
+
+
+def _totals(s: ModelSummary) -> tuple[list[str], list[str]]:
+    """The lines under the table: counts, then sizes (and what was not counted)."""
+    scale, unit = _unit(s)
     total = s.macs * scale
-    out += [rule,
-            f"Total params: {s.total_params:,}",
-            f"Trainable params: {s.trainable_params:,}",
-            f"Non-trainable params: {s.non_trainable_params:,}",
-            f"Total {unit} (forward, batch {s.batch_size}): {total:,} ({format_count(total)} {unit})"]
+    out = [f"Total params: {s.total_params:,}",
+           f"Trainable params: {s.trainable_params:,}",
+           f"Non-trainable params: {s.non_trainable_params:,}",
+           f"Total {unit} (forward, batch {s.batch_size}): {total:,} ({format_count(total)} {unit})"]
     if s.backward_macs is not None:
         back = s.backward_macs * scale
         out.append(f"Backward {unit} (training step): {back:,} ({format_count(back)} {unit})")
     if s.receptive_field is not None:
-        per_sample = s.macs_per_sample * scale
+        per_sample = (s.macs_per_sample or 0) * scale
         out.append(f"{unit} per sample (one output step): {per_sample:,} ({format_count(per_sample)} {unit})")
         seconds = (f" = {_fmt_seconds(s.receptive_field / s.sample_rate)} at {s.sample_rate:,} Hz"
                    if s.sample_rate else "")
         out.append(f"Receptive field: {s.receptive_field:,} samples{seconds}")
-    out += ["-" * len(rule),
-            f"Params size (MB): {s.param_bytes / 1e6:,.2f}",
-            f"Forward activations (MB, batch {s.batch_size}; sum of layer outputs): "
-            f"{s.activation_bytes / 1e6:,.2f}"]
+    sizes = [f"Params size (MB): {s.param_bytes / 1e6:,.2f}",
+             f"Forward activations (MB, batch {s.batch_size}; sum of layer outputs): "
+             f"{s.activation_bytes / 1e6:,.2f}"]
     if s.uncounted_ops:
         ops = ", ".join(f"{n} x{c}" for n, c in sorted(s.uncounted_ops.items(), key=lambda kv: -kv[1]))
-        out.append(f"Not counted (0 {unit} by convention): {ops}")
-    out.append(rule)
-    return "\n".join(out)
+        sizes.append(f"Not counted (0 {unit} by convention): {ops}")
+    return out, sizes
 
 
 def _fmt_seconds(seconds: float) -> str:
