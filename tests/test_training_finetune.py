@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from cnnzoo.errors import UserError
 from cnnzoo.training import load_checkpoint, train
 from cnnzoo.training import trainer as trainer_module
 
@@ -106,3 +107,10 @@ def test_resuming_a_fine_tuning_run_does_not_need_the_starting_weights_again(pre
     copy.unlink()  # gone (or, for --weights torchvision, offline): last.pt is all a resume needs
     result = train(epochs=2, weights=str(copy), resume=True, out_dir=str(tmp_path / "run"), **TARGET)
     assert len(result.history) == 2
+
+
+def test_linear_probe_refuses_a_classifier_that_is_not_linear_on_pooled_features(tmp_path):
+    # SqueezeNet's classifier is a 1x1 convolution (and ReLU) before the pooling (Iandola et al. 2016)
+    with pytest.raises(UserError, match="squeezenet1_1's classifier is a Conv2d.*--finetune full"):
+        train(model="squeezenet1_1", data="synthetic:classes=3,n=24,size=32", finetune="linear", epochs=1,
+              weights=None, out_dir=str(tmp_path), progress=False, device="cpu", threads=1, batch_size=8)

@@ -35,6 +35,7 @@ from cnnzoo.registry import check_model_args, get_model_info
 FORMAT, VERSION = "cnnzoo-checkpoint", 2
 PathLike = Union[str, os.PathLike]
 _THROUGHPUT = re.compile(r"^train_(\w+)s_per_s$")  # history's train_<unit>s_per_s column
+EMA_PREFIX = "val_ema_"  # history's columns of the weights' moving average's validation metrics
 
 
 # ------------------------------------------------------------------------------ history rows
@@ -47,7 +48,9 @@ class EpochRecord:
     is empty unless the task scored a test split. ``lr`` is the first parameter group's rate,
     ``lr_groups`` each group's when there are several (fine-tuning with --backbone-lr-scale),
     ``throughput`` training items per second in the task's unit, ``event`` what changed at the
-    epoch's start (gradual fine-tuning unfreezing the backbone), if anything.
+    epoch's start (gradual fine-tuning unfreezing the backbone), if anything. ``val_ema``: the
+    validation metrics of the weights' moving average (``--ema``; empty without it, and then absent
+    from the row, so history files of runs without EMA are as before).
     """
 
     epoch: int
@@ -60,11 +63,14 @@ class EpochRecord:
     test: dict[str, float] = field(default_factory=dict)
     lr_groups: dict[str, float] = field(default_factory=dict)
     event: Optional[str] = None
+    val_ema: dict[str, float] = field(default_factory=dict)
 
     def metric(self, name: str) -> float:
-        """A metric by its history name: ``"val_acc"`` is ``val["acc"]``."""
+        """A metric by its history name: ``"val_acc"`` is ``val["acc"]``, ``"val_ema_acc"`` ``val_ema["acc"]``."""
         split, _, metric = name.partition("_")
-        splits = {"train": self.train, "val": self.val, "test": self.test}
+        if name.startswith(EMA_PREFIX):
+            split, metric = "val_ema", name[len(EMA_PREFIX):]
+        splits = {"train": self.train, "val": self.val, "test": self.test, "val_ema": self.val_ema}
         if split not in splits or metric not in splits[split]:
             raise KeyError(f"epoch {self.epoch} has no metric {name!r}")
         return splits[split][metric]
@@ -75,7 +81,8 @@ class EpochRecord:
         row: dict[str, Any] = {"epoch": self.epoch, **{f"train_{k}": v for k, v in self.train.items()},
                                **{f"val_{k}": v for k, v in self.val.items()}, "lr": self.lr,
                                "epoch_time": self.epoch_time, throughput_key(unit): self.throughput,
-                               "elapsed": self.elapsed, **{f"test_{k}": v for k, v in self.test.items()}}
+                               "elapsed": self.elapsed, **{f"test_{k}": v for k, v in self.test.items()},
+                               **{f"{EMA_PREFIX}{k}": v for k, v in self.val_ema.items()}}
         if self.lr_groups:
             row["lr_groups"] = dict(self.lr_groups)
         if self.event:
@@ -86,10 +93,14 @@ class EpochRecord:
     def from_dict(cls, row: dict[str, Any]) -> "EpochRecord":
         """Read back a :meth:`to_dict` row (version-1 checkpoints' rows are the same)."""
         splits: dict[str, dict[str, float]] = {"train": {}, "val": {}, "test": {}}
+        val_ema: dict[str, float] = {}
         throughput = 0.0
         for key, value in row.items():
             if _THROUGHPUT.match(key):
                 throughput = float(value)
+                continue
+            if key.startswith(EMA_PREFIX):
+                val_ema[key[len(EMA_PREFIX):]] = float(value)
                 continue
             split, _, metric = key.partition("_")
             if split in splits and metric and key != "epoch_time":
@@ -97,7 +108,7 @@ class EpochRecord:
         return cls(epoch=int(row["epoch"]), train=splits["train"], val=splits["val"], lr=float(row["lr"]),
                    epoch_time=float(row["epoch_time"]), throughput=throughput, elapsed=float(row["elapsed"]),
                    test=splits["test"], lr_groups={k: float(v) for k, v in (row.get("lr_groups") or {}).items()},
-                   event=row.get("event"))
+                   event=row.get("event"), val_ema=val_ema)
 
 
 def throughput_key(unit: str) -> str:
@@ -218,19 +229,23 @@ FIELD_KINDS: dict[str, Any] = {record.kind: record for record in (ImageFields, A
 
 @dataclass(frozen=True)
 class ResumeState:
-    """What resuming needs beyond the weights: optimizer, schedule, gradient scaler and RNG states."""
+    """What resuming needs beyond the weights: optimizer, schedule, gradient scaler and RNG states,
+    and the weights' moving average (``ModelEma.state_dict()``, with ``--ema``)."""
 
     optimizer: dict[str, Any]
     scheduler: Optional[dict[str, Any]]
     scaler: Optional[dict[str, Any]]
     rng: dict[str, Any]
+    ema: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler, "rng": self.rng}
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler, "rng": self.rng,
+                "ema": self.ema}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ResumeState":
-        return cls(values["optimizer"], values.get("scheduler"), values.get("scaler"), values["rng"])
+        return cls(values["optimizer"], values.get("scheduler"), values.get("scaler"), values["rng"],
+                   values.get("ema"))
 
 
 @dataclass(frozen=True)
@@ -238,7 +253,8 @@ class Checkpoint:
     """A run after ``epoch`` epochs: the model (name, arguments, weights), what its task needs to use
     it (``fields``), the resolved config, the history, the monitored metric and its best value so
     far, and what resuming needs (``resume``; None in best.pt, which is for using the model).
-    ``unit`` is what the task's throughput counts ("image", "window")."""
+    ``unit`` is what the task's throughput counts ("image", "window"). ``best_weights``: which weights
+    ``model_state`` holds, "raw" (the trained ones) or "ema" (their moving average, when it validated better)."""
 
     model_name: str
     model_args: dict[str, Any]
@@ -251,6 +267,7 @@ class Checkpoint:
     best_score: Optional[float]
     resume: Optional[ResumeState] = None
     unit: str = "image"
+    best_weights: str = "raw"
 
     @property
     def epoch(self) -> int:
@@ -287,6 +304,7 @@ class Checkpoint:
             "epoch": self.epoch,  # for a reader without cnnzoo
             "monitor": self.monitor, "best_score": self.best_score,
             "resume": None if self.resume is None else self.resume.to_dict(),
+            "best_weights": self.best_weights,
         }
 
     @classmethod
@@ -308,7 +326,7 @@ class Checkpoint:
             history=[EpochRecord.from_dict(r) for r in values["history"]],
             monitor=values["monitor"], best_score=None if best is None else float(best),
             resume=None if values["resume"] is None else ResumeState.from_dict(values["resume"]),
-            unit=values["unit"])
+            unit=values["unit"], best_weights=values.get("best_weights", "raw"))
 
 
 def migrate(values: dict[str, Any]) -> dict[str, Any]:
@@ -339,7 +357,7 @@ def migrate(values: dict[str, Any]) -> dict[str, Any]:
 def training_checkpoint(*, model_name: str, model_args: dict, model: nn.Module, config: TrainConfig, task: str,
                         fields: Optional[TaskFields], history: list[EpochRecord], monitor: str,
                         best_score: Optional[float], unit: str = "image", optimizer=None, schedule=None,
-                        scaler=None) -> Checkpoint:
+                        scaler=None, ema=None) -> Checkpoint:
     """A checkpoint of a run after ``len(history)`` epochs, with what resuming needs when an
     optimizer is given. Every tensor is a copy: the file is written on another thread while
     training goes on."""
@@ -349,12 +367,19 @@ def training_checkpoint(*, model_name: str, model_args: dict, model: nn.Module, 
             optimizer=copy.deepcopy(optimizer.state_dict()),
             scheduler=schedule.state_dict() if schedule is not None else None,
             scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            rng=get_rng_state())
+            rng=get_rng_state(),
+            ema=None if ema is None else _cpu_copy(ema.state_dict()))
     return Checkpoint(
         model_name=model_name, model_args=dict(model_args),
         model_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         task=task, fields=fields, config=config, history=list(history), monitor=monitor,
         best_score=best_score, resume=resume, unit=unit)
+
+
+def _cpu_copy(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict's tensors copied to the CPU (nested dicts too), for writing on another thread."""
+    return {k: _cpu_copy(v) if isinstance(v, dict) else v.detach().cpu().clone() if isinstance(v, torch.Tensor) else v
+            for k, v in state.items()}
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: PathLike) -> None:
@@ -463,7 +488,7 @@ def get_rng_state() -> dict[str, Any]:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": [version, list(internal), gauss],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import Field, asdict, dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from cnnzoo.devices import DEVICES
 from cnnzoo.preprocessing import RESIZE_MODES
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("cosine", "onecycle", "step", "none")
-AUGMENTS = ("none", "light", "standard")
+# data.augment.AUGMENT_CHOICES, spelt out here because config sits below data in the layers
+# (tests/test_recipes_wiring.py checks that the two agree).
+AUGMENTS = ("none", "light", "standard", "light-trivial", "light-trivial-erase", "standard-trivial",
+            "standard-trivial-erase", "standard-randaug-erase")
+# Named recipes (--recipe): rows of training.config.RECIPES fill the options a user left unset.
+RECIPE_NAMES = ("plain", "strong")
 FINETUNE_MODES = ("linear", "full", "gradual")
 
 # Which commands show an option as a flag. "compare" options are the settings every model of a
 # comparison shares; the rest belong to one run (its folder, resuming it).
-BOTH, TRAIN_ONLY = ("train", "compare"), ("train",)
+BOTH, TRAIN_ONLY, COMPARE_ONLY = ("train", "compare"), ("train",), ("compare",)
 
 
 def _is_number(v) -> bool:
@@ -39,21 +44,23 @@ RULES = {
 def option(default: Any = None, help: str = "", *, flag: Optional[str] = None, choices=None,
            metavar: Optional[str] = None, commands: tuple = BOTH, on_resume: bool = False,
            cli_unit: Optional[tuple[str, float]] = None, group: str = "training",
-           valid: Optional[str] = None):
+           valid: Optional[str] = None, optional_value: Optional[str] = None):
     """A :class:`TrainConfig` field and everything the command line needs to offer it, in one place.
 
     ``flag`` defaults to the field name with dashes (``batch_size`` -> ``--batch-size``).
     ``on_resume``: the option may be changed when a run is resumed, because it does not change the
     computation so far (more epochs, patience, the device...). ``cli_unit``: the flag takes another
     unit, ``(name, factor)``: ``("MIN", 60)`` reads minutes into a field kept in seconds.
-    ``group``: "training", "output", "fine-tuning", "sequences" or "distributed": the heading
+    ``group``: "training", "data", "output", "fine-tuning", "sequences" or "distributed": the heading
     ``--help`` lists it under. ``valid``: the rule a value must meet, one of :data:`RULES`
-    (``choices`` are checked too).
+    (``choices`` are checked too). ``optional_value``: the flag may be given without a value, which
+    then means this (``--tensorboard`` alone: ``""``, the run folder).
     """
     if valid is not None and valid not in RULES:
         raise ValueError(f"unknown rule {valid!r}; known: {', '.join(RULES)}")
     meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "commands": commands,
-            "on_resume": on_resume, "cli_unit": cli_unit, "group": group, "valid": valid}
+            "on_resume": on_resume, "cli_unit": cli_unit, "group": group, "valid": valid,
+            "optional_value": optional_value}
     return field(default=default, metadata={"option": meta})
 
 
@@ -67,8 +74,18 @@ class TrainConfig:
 
     model: str                                  # a registered name, e.g. "resnet18"
     model_args: dict = field(default_factory=dict)  # constructor overrides, e.g. {"width_mult": 0.5}
-    data: str = option("digits", "an image folder (one sub-folder per class), 'digits' (built in, the "
-                       "default), 'synthetic', 'cifar10'...")
+    data: str = option("digits", "an image folder (one sub-folder per class), a CSV label list (path,label "
+                       "rows), a Parquet image set (image bytes + label), 'digits' (built in, the default), "
+                       "'synthetic', 'cifar10'...")
+    val_data: Optional[str] = option(None, "CSV label lists: the validation list, e.g. flowers_dataset_test.csv; "
+                                     "without it a 'split' column, else --val-fraction", group="data")
+    path_column: Optional[str] = option(None, "CSV label lists: the column of image paths (default: found by "
+                                        "name: path, file, filename, image...)", group="data")
+    label_column: Optional[str] = option(None, "CSV label lists and Parquet sets: the column of labels "
+                                         "(default: found by name: label, class...)", group="data")
+    recipe: Optional[str] = option(None, "a named set of defaults for the options left unset: plain (the "
+                                   "default) or strong (TrivialAugment + random erasing, mixup/CutMix, EMA)",
+                                   choices=RECIPE_NAMES)
     epochs: Optional[int] = option(None, "default: about 20,000 images seen, 8 to 60 epochs", on_resume=True,
                                    valid="count")
     time_budget_s: Optional[float] = option(
@@ -89,8 +106,16 @@ class TrainConfig:
     image_size: Optional[int] = option(None, "image side in pixels (default: the data set's own)",
                                          valid="count")
     resize: str = option("shorter_crop", "how folder images are brought to --image-size", choices=RESIZE_MODES)
-    augment: Optional[str] = option(None, "default: none for digits, light up to 64 px, else standard",
+    augment: Optional[str] = option(None, "default: none for digits, light up to 64 px, else standard; "
+                                    "-trivial adds TrivialAugment, -randaug RandAugment, -erase random erasing",
                                     choices=AUGMENTS)
+    mixup: Optional[float] = option(None, "mixup's Beta alpha, e.g. 0.2 (default: off)", valid="non_negative")
+    cutmix: Optional[float] = option(None, "CutMix's Beta alpha, e.g. 1.0 (default: off); with --mixup, each "
+                                     "mixed batch is one or the other", valid="non_negative")
+    ema: Optional[float] = option(None, "keep an exponential moving average of the weights with this decay, "
+                                  "e.g. 0.999, validated beside them; best.pt keeps the better (default: off)",
+                                  valid="fraction")
+    progressive_resize: bool = option(False, "train early epochs on smaller images, rising to --image-size")
     channels_last: Optional[bool] = option(None, "NHWC memory layout (default: on for CPU, and for CUDA "
                                            "with --amp)")
     amp: bool = option(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")
@@ -109,6 +134,13 @@ class TrainConfig:
                                     on_resume=True, valid="count")
     cache_dir: Optional[str] = option(None, "where prepared image folders are cached (default "
                                       "~/.cache/cnnzoo)", on_resume=True)
+    tensorboard: Optional[str] = option(None, "write TensorBoard event files to DIR (alone: the run folder; "
+                                        "compare: <out>/tensorboard)", metavar="DIR", optional_value="",
+                                        on_resume=True, group="output")
+    mlflow: bool = option(False, "log the run to MLflow (the store $MLFLOW_TRACKING_URI names)", on_resume=True,
+                          group="output")
+    tta: bool = option(False, "also score the test split with test-time augmentation (flips): one more "
+                       "column", commands=COMPARE_ONLY, group="output")
     # --- starting from pretrained weights (fine-tuning) ---
     weights: Optional[str] = option(None, "start from these weights: 'torchvision' (alias 'imagenet') for "
                                     "the published ImageNet weights, or a path to a state dict or a "
@@ -145,6 +177,17 @@ class TrainConfig:
         """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+T = TypeVar("T")
+
+
+def resolved(value: Optional[T]) -> T:
+    """An option's value once ``resolve_config`` has filled it in: a ``None`` there is a bug, not bad
+    input (what lets the type checker see that a resolved run's epochs, batch size... are set)."""
+    if value is None:
+        raise ValueError("a training option was read before resolve_config filled it in")
+    return value
 
 
 def training_options(command: Optional[str] = None) -> list[Field]:

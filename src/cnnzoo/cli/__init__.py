@@ -18,14 +18,14 @@ from cnnzoo.cli.common import overrides_from_extra_args
 from cnnzoo.errors import UserError
 
 # Order is the order `cnnzoo --help` lists them in.
-COMMANDS = ("list", "summary", "profile", "sweep", "train", "evaluate", "predict", "generate", "forecast", "features",
-            "compare", "export")
+COMMANDS = ("list", "summary", "profile", "sweep", "train", "lr-find", "evaluate", "predict", "generate", "forecast",
+            "features", "show-batch", "compare", "export")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _command_module(name: str):
-    return importlib.import_module(f"cnnzoo.cli.{name}_cmd")
+    return importlib.import_module(f"cnnzoo.cli.{name.replace('-', '_')}_cmd")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:

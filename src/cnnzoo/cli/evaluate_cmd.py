@@ -32,12 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(default: beside the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--tta", action="store_true",
+                        help="also score with test-time augmentation (each image and its mirror, averaged); "
+                             "refused for digits, whose classes a mirror image changes")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     result = evaluate(args.checkpoint, args.data, split=args.split, batch_size=args.batch_size,
-                      out_dir=args.out, device=args.device)
+                      out_dir=args.out, device=args.device, tta=args.tta)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK
@@ -50,6 +53,8 @@ def format_report(result) -> str:
     lines = [f"scored on the {result.describe_split()}", f"accuracy       {result.accuracy:.4f}"
              + (" (95 % interval {:.4f}-{:.4f}, Wilson)".format(*result.accuracy_interval)
                 if result.accuracy_interval else "")]
+    if result.tta_accuracy is not None:
+        lines.append(f"with TTA       {result.tta_accuracy:.4f} (the image and its mirror, averaged)")
     if result.top5_accuracy is not None:
         lines.append(f"top-5 accuracy {result.top5_accuracy:.4f}")
     rows = [(r["class"], f"{r['precision']:.4f}", f"{r['recall']:.4f}", r["support"]) for r in result.per_class]

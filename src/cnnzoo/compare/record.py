@@ -156,6 +156,9 @@ class ModelRecord:
     test_acc_low: Optional[float] = None
     test_acc_high: Optional[float] = None
     per_class: Optional[PerClass] = None
+    # --tta: the first seed's best weights on the held-out split (test, else validation) with test-time
+    # augmentation (each image and its mirror averaged)
+    tta_acc: Optional[float] = None
     # the plan: estimated before training (all seeds), against the actual total in runs
     estimated_s: Optional[float] = None
     estimated_epoch_s: Optional[float] = None

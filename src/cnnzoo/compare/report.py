@@ -44,7 +44,7 @@ from cnnzoo.compare.blocks import (
 from cnnzoo.compare.estimate import format_duration
 from cnnzoo.compare.meta import ComparisonMeta, as_meta
 from cnnzoo.compare.plots import PLOTS, render_plots, varies_width_or_resolution
-from cnnzoo.compare.record import ModelRecord, as_records
+from cnnzoo.compare.record import ModelRecord, PerClass, as_records
 from cnnzoo.compare.results import csv_text, write_results_json
 from cnnzoo.files import atomic_write_bytes, atomic_write_text
 from cnnzoo.text import MISSING, format_count, format_percent, table
@@ -113,6 +113,7 @@ COLUMNS: tuple[tuple[str, Any, Callable, Any], ...] = (
     ("final acc %", "final_val_acc", format_percent, ALWAYS),
     ("best epoch", "best_epoch", _num("d"), ALWAYS),
     ("test acc %", "test_acc", format_percent, lambda rs: any(r.test_acc is not None for r in rs)),
+    ("TTA acc %", "tta_acc", format_percent, lambda rs: any(r.tta_acc is not None for r in rs)),
     ("int8 acc % (change)", _int8_accuracy, str, lambda rs: any(r.runtime_accuracy for r in rs)),
 )
 
@@ -203,7 +204,7 @@ def _setting_line(meta: ComparisonMeta) -> str:
         px = ", ".join(map(str, data.image_sizes)) if len(data.image_sizes) > 1 else data.image_size
         bits.append(f"{data.num_classes} classes, {data.train_images} train / "
                     f"{data.val_images} validation{test} images at {px} px")
-    if meta.total_time_s:
+    if meta.total_time_s and s.time_budget_s:  # a total time is always shared out as a budget per model
         budget = f"{meta.total_time_s / 60:g} min in all ({s.time_budget_s / 60:.3g} min per model)"
     elif s.time_budget_s:
         budget = f"{s.time_budget_s / 60:g} min per model"
@@ -248,7 +249,7 @@ def sections(records: list[ModelRecord], meta: ComparisonMeta,
         out.append(("Per class (validation split)", _per_class_blocks(with_classes)))
         pick = recommended(finished)
         if pick is not None and pick.per_class is not None:
-            out.append((f"Mistakes of the recommended model, {pick.name}", _gallery_blocks(pick)))
+            out.append((f"Mistakes of the recommended model, {pick.name}", _gallery_blocks(pick.per_class)))
     if any(len(r.runs) > 1 for r in finished):
         out.append(("Seeds", _seed_blocks(finished)))
     main_plots = tuple(_plot(stem, plots, wide=False) for stem, _ in PLOTS[:4] if stem in plots)
@@ -340,26 +341,27 @@ def _int8_blocks(records: list[ModelRecord]) -> list[Block]:
 
 
 def _per_class_blocks(records: list[ModelRecord]) -> list[Block]:
-    names = records[0].per_class.class_names
-    same = [r for r in records if r.per_class.class_names == names]
-    rows = tuple((name, str(same[0].per_class.support[i]), *(format_percent(r.per_class.accuracy[i]) for r in same))
+    scored = [(r, r.per_class) for r in records if r.per_class is not None]
+    names = scored[0][1].class_names
+    same = [(r, p) for r, p in scored if p.class_names == names]
+    rows = tuple((name, str(same[0][1].support[i]), *(format_percent(p.accuracy[i]) for _, p in same))
                  for i, name in enumerate(names))
     blocks: list[Block] = [
         Note("Accuracy per class (correct / images of the class, i.e. recall), of each model's best checkpoint - "
              "the first seed's with repeats - as `cnnzoo evaluate <run>/best.pt --split val` scores it."),
-        Table(("class", "images", *(r.name for r in same)), rows, "lr" + "r" * len(same))]
-    for r in same:
+        Table(("class", "images", *(r.name for r, _ in same)), rows, "lr" + "r" * len(same))]
+    for r, per_class in same:
         blocks.append(Heading(f"Confusion matrix: {r.name} (rows: true class, columns: predicted)", level=3))
         if len(names) <= MAX_MATRIX_CLASSES:
-            blocks.append(Matrix(tuple(names), tuple(map(tuple, r.per_class.confusion_matrix))))
+            blocks.append(Matrix(tuple(names), tuple(map(tuple, per_class.confusion_matrix))))
         else:
             blocks.append(Paragraph(f"{len(names)} classes: too many for a table; `cnnzoo evaluate "
                                     f"{r.run_dir}/best.pt --split val` draws it."))
     return blocks
 
 
-def _gallery_blocks(record: ModelRecord) -> list[Block]:
-    mistakes = record.per_class.misclassified
+def _gallery_blocks(per_class: PerClass) -> list[Block]:
+    mistakes = per_class.misclassified
     if not mistakes:
         return [Paragraph("It got every validation image right.")]
     return [Note(f"The {len(mistakes)} validation images it got wrong with the most confidence "

@@ -32,7 +32,7 @@ CSV_FIELDS = (
     "best_val_acc", "final_val_acc", "best_epoch", "stopped_reason", "reason",
     "image_size", "val_images", "val_acc_low", "val_acc_high", "best_val_acc_std", "final_train_acc",
     "test_acc", "test_acc_std", "test_images", "test_acc_low", "test_acc_high",
-    "estimated_s", "planned_epochs",
+    "estimated_s", "planned_epochs", "tta_acc",
 )
 
 

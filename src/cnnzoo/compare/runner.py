@@ -43,11 +43,14 @@ from cnnzoo.registry import check_model_args, parse_model_spec, require_task
 from cnnzoo.training import TrainConfig, TrainResult
 from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
 from cnnzoo.training.distributed import Processes
+from cnnzoo.training.loggers import RunLoggers, open_loggers
+from cnnzoo.training.tta import check_flips_allowed
 
 TRACEBACK_LINES = 25  # how much of a failure's traceback the report keeps
 SPEC_IMAGE_SIZE = "image_size"  # spec keys that are not model arguments: the side it trains at,
 SPEC_WEIGHTS = "weights"        # and the weights it starts from (resnet18:weights=torchvision)
-PER_RUN = ("model", "model_args", "data", "out_dir", "resume")  # config fields RunSettings keeps otherwise or not
+# config fields RunSettings keeps otherwise or not (where a run is logged does not change its results)
+PER_RUN = ("model", "model_args", "data", "out_dir", "resume", "tensorboard", "mlflow")
 
 TrainFunction = Callable[..., TrainResult]  # train(config, *, data, progress): cnnzoo.training.train
 
@@ -137,7 +140,8 @@ class DataCache:
         if (image_size, seed) not in self._loaded:
             c = self.config
             splits = load_dataset(c.data, image_size=image_size, val_fraction=c.val_fraction, seed=seed,
-                                  cache_dir=c.cache_dir, resize=c.resize, progress=self.progress)
+                                  cache_dir=c.cache_dir, resize=c.resize, progress=self.progress,
+                                  val_source=c.val_data, path_column=c.path_column, label_column=c.label_column)
             self._loaded[(image_size, seed)] = self._loaded[(splits.image_size, seed)] = splits
         return self._loaded[(image_size, seed)]
 
@@ -272,6 +276,10 @@ def plan_comparison(models: Optional[Sequence[str]] = None, *, out_dir: str | Pa
     repeats = _check_repeats(repeats)
     shared = _shared_config(options, total_time_s)
     is_main = Processes.from_env().is_main
+    if is_main:  # a missing logging package fails now, before any data is prepared
+        open_loggers(tensorboard=shared.tensorboard, mlflow=shared.mlflow)
+    if shared.tta:
+        check_flips_allowed(shared.data)
     log = log if is_main else _silent  # under torchrun every process trains; rank 0 alone reports
     # A progress bar only on a terminal: redirected to a file each refresh would be a line of its own.
     data = DataCache(shared, progress=progress and sys.stderr.isatty())
@@ -329,6 +337,7 @@ def run_plan(plan: ComparisonPlan, *, train: TrainFunction = training.train,
         _write(plan, records)
         _free_memory()
     paths, meta = _write(plan, records)
+    _log_report(plan, paths)
     return Comparison(records, plan.out_dir, paths, plan.default_set, meta, plan.estimates)
 
 
@@ -436,6 +445,9 @@ def _train_and_measure(plan: ComparisonPlan, planned: PlannedModel, train: Train
     _measure(record, first.model, splits, first.config, plan.latency)
     if plan.is_main:  # best.pt is written by rank 0 alone
         record.per_class = _per_class(Path(first.out_dir) / "best.pt", splits, planned.config.device)
+        if planned.config.tta:
+            record.tta_acc = training.evaluate(load_checkpoint(Path(first.out_dir) / "best.pt"), splits, tta=True,
+                                               device=planned.config.device or "auto").tta_accuracy
     del first
     return record
 
@@ -446,10 +458,35 @@ def _train_one(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction
     run_dir = model_dir if plan.repeats == 1 else model_dir / f"seed-{seed}"
     config = replace(planned.config, seed=seed, out_dir=str(run_dir),
                      resume=planned.resume and (run_dir / "last.pt").exists())
-    result = train(config, data=plan.data.splits(planned.config.image_size, seed), progress=plan.progress)
+    loggers = _run_loggers(plan, config, f"{planned.entry.slug}-seed{seed}")
+    result = train(config, data=plan.data.splits(planned.config.image_size, seed), progress=plan.progress,
+                   **({"loggers": loggers} if loggers else {}))
     if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
         raise KeyboardInterrupt
     return result
+
+
+def _run_loggers(plan: ComparisonPlan, config: TrainConfig, run_name: str) -> RunLoggers:
+    """One logged run per model and seed, named ``<model>-seed<seed>``: TensorBoard's all under one
+    folder (``<out>/tensorboard`` unless --tensorboard names another), so their curves overlay, and
+    MLflow's in an experiment named after the comparison's folder."""
+    if not plan.is_main:
+        return RunLoggers()
+    tensorboard = config.tensorboard
+    if tensorboard == "":
+        tensorboard = str(plan.out_dir / "tensorboard")
+    return open_loggers(tensorboard=tensorboard, mlflow=config.mlflow, run_name=run_name,
+                        experiment=plan.out_dir.resolve().name)
+
+
+def _log_report(plan: ComparisonPlan, paths: dict[str, Path]) -> None:
+    """With --mlflow, the comparison's report as one more run ("report") of its experiment."""
+    shared = plan.models[0].config if plan.models else None
+    if not plan.is_main or shared is None or not shared.mlflow or not paths:
+        return
+    loggers = open_loggers(mlflow=True, run_name="report", experiment=plan.out_dir.resolve().name)
+    loggers.start({"models": ", ".join(p.entry.name for p in plan.models)}, plan.out_dir)
+    loggers.finish([path for name, path in paths.items() if not name.startswith("plots/")])
 
 
 def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float], config: TrainConfig,
@@ -459,7 +496,7 @@ def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float
     head = runs[0]
     best, best_std = mean_and_std([r.best_val_acc for r in runs])
     final, _ = mean_and_std([r.final_val_acc for r in runs])
-    n_val = len(splits.val)
+    n_val = len(splits.val) if splits.val is not None else 0
     low, high = interval_over_images_and_seeds(best, n_val, best_std) or (None, None)
     train_accs = [r.final_train_acc for r in runs if r.final_train_acc is not None]
     record = ModelRecord(
@@ -477,10 +514,10 @@ def _record_from_runs(entry: ModelEntry, runs: list[SeedRun], speeds: list[float
         best_val_acc_std=best_std, runs=runs,
         final_train_acc=statistics.fmean(train_accs) if train_accs else None,
         planned_epochs=head.planned_epochs)
-    tested = [r for r in runs if r.test_acc is not None]
+    tested = [r.test_acc for r in runs if r.test_acc is not None]
     if tested:
-        record.test_acc, record.test_acc_std = mean_and_std([r.test_acc for r in tested])
-        record.test_images = tested[0].test_images
+        record.test_acc, record.test_acc_std = mean_and_std(tested)
+        record.test_images = next(r.test_images for r in runs if r.test_acc is not None)
         record.test_acc_low, record.test_acc_high = interval_over_images_and_seeds(
             record.test_acc, record.test_images, record.test_acc_std) or (None, None)
     return record
@@ -490,6 +527,7 @@ def _per_class(best_path: Path, splits: DataSplits, device: str):
     """Per-class accuracy, confusion matrix and the most confident mistakes on the validation split,
     scored by the function behind ``cnnzoo evaluate`` on the same checkpoint."""
     result = training.evaluate(load_checkpoint(best_path), splits, split="val", device=device or "auto")
+    assert splits.val is not None  # evaluate refuses a split the data does not have
     return per_class_from_evaluation(result, splits.val.images)
 
 

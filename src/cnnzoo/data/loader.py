@@ -6,12 +6,12 @@ vectorised torch ops. Order and augmentation are a function of ``(seed, epoch)``
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from cnnzoo.data.augment import apply_augment, resolve_augment
+from cnnzoo.data.augment import Downscale, apply_augment, resolve_augment
 from cnnzoo.data.splits import DataError, ImageSet
 from cnnzoo.preprocessing import Preprocessing
 
@@ -71,12 +71,16 @@ class BatchLoader:
     global batch and must divide evenly - so order and augmentation are exactly those of one
     process reading the whole batch. Without shuffling (validation), each process gets a contiguous
     part of the data instead, every image in exactly one part.
+
+    ``size_at(epoch) -> side``: progressive resizing (e.g. :func:`~cnnzoo.data.augment.progressive_size`);
+    epochs whose side is below the images' own end with a :class:`~cnnzoo.data.augment.Downscale` to it.
     """
 
     def __init__(self, image_set: ImageSet, batch_size: int, *, shuffle: bool = True, augment="none",
                  seed: int = 0, drop_last: bool = False, mean: Optional[Sequence[float]] = None,
                  std: Optional[Sequence[float]] = None, channels_last: bool = False, device="cpu",
-                 shard: tuple[int, int] = (0, 1), preprocessing: Optional[Preprocessing] = None):
+                 shard: tuple[int, int] = (0, 1), preprocessing: Optional[Preprocessing] = None,
+                 size_at: Optional[Callable[[int], int]] = None):
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if len(image_set) == 0:
@@ -95,6 +99,7 @@ class BatchLoader:
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
         self.augment = resolve_augment(augment)
+        self.size_at = size_at
         self.seed = seed
         self.drop_last = drop_last
         self.channels_last = channels_last
@@ -133,23 +138,31 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         gen = epoch_generator(self.seed, epoch)
+        steps = self.steps_at(epoch)
         for idx in self._batches(gen):
-            yield self._make_batch(idx, gen)
+            yield self._make_batch(idx, gen, steps)
+
+    def steps_at(self, epoch: int) -> list:
+        """The augmentation steps of ``epoch``: ``augment``, then a downscale when ``size_at`` says so."""
+        if self.size_at is None:
+            return self.augment
+        size = int(self.size_at(epoch))
+        return self.augment + [Downscale(size)] if size < self.image_set.images.shape[-1] else self.augment
 
     def _my_part(self, batch: np.ndarray) -> slice:
         per = len(batch) // self.world_size
         return slice(self.rank * per, (self.rank + 1) * per)
 
-    def _make_batch(self, idx: np.ndarray, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _make_batch(self, idx: np.ndarray, gen: torch.Generator, steps: list) -> tuple[torch.Tensor, torch.Tensor]:
         mine = self._my_part(idx)
-        if self.world_size > 1 and not self.augment:
+        if self.world_size > 1 and not steps:
             idx = idx[mine]  # no random draws to keep in step: read only this process's images
             mine = slice(None)
         pixels = torch.from_numpy(np.ascontiguousarray(self.image_set.images[idx]))
         x = pixels.to(self.device, non_blocking=True)
         # Augmentation draws its random numbers for the whole global batch, as one process would;
         # each process then keeps its part.
-        x = apply_augment(self.augment, x, gen)[mine]
+        x = apply_augment(steps, x, gen)[mine]
         idx = idx[mine]
         x = x.float() if x.dtype != torch.float32 else x
         if self._bgr:

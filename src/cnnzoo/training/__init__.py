@@ -10,10 +10,12 @@ from cnnzoo.checkpoint import Checkpoint, EpochRecord, build_model_from_checkpoi
 from cnnzoo.training.budget import epochs_within_budget, estimate_epoch_seconds
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.evaluate import EvalResult, evaluate
+from cnnzoo.training.lr_find import LrFindResult, find_lr
 from cnnzoo.training.predict import Prediction, predict
 from cnnzoo.training.tasks import Task, task_for_model
 from cnnzoo.training.trainer import TrainingDiverged, TrainResult, resolved_config, train
 
 __all__ = ["TrainConfig", "train", "TrainResult", "TrainingDiverged", "Checkpoint", "EpochRecord", "load_checkpoint",
            "save_checkpoint", "build_model_from_checkpoint", "evaluate", "EvalResult", "predict", "Prediction", "Task",
-           "task_for_model", "resolved_config", "estimate_epoch_seconds", "epochs_within_budget"]
+           "task_for_model", "resolved_config", "estimate_epoch_seconds", "epochs_within_budget", "find_lr",
+           "LrFindResult"]

@@ -19,7 +19,7 @@ from cnnzoo import checkpoint as ckpt
 from cnnzoo.checkpoint import EpochRecord
 from cnnzoo.devices import autocast, num_threads, pick_device, synchronize
 from cnnzoo.factory import create_model
-from cnnzoo.training.config import TrainConfig
+from cnnzoo.training.config import TrainConfig, resolved
 from cnnzoo.training.optim import build_optimizer
 from cnnzoo.training.tasks import Task
 
@@ -32,7 +32,7 @@ def measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loader
     optimizer: the run's own weights, optimizer and random state are left exactly as they were."""
     rng = ckpt.get_rng_state()
     probe = copy.deepcopy(model).train()
-    optimizer = build_optimizer(probe, config.optimizer, config.lr, config.weight_decay)
+    optimizer = build_optimizer(probe, resolved(config.optimizer), resolved(config.lr), resolved(config.weight_decay))
     times = []
     for step, batch in enumerate(train_loader):
         start = time.perf_counter()
@@ -69,19 +69,26 @@ def estimate_epoch_seconds(config: TrainConfig, task: Task) -> float:
 def epochs_within_budget(config: TrainConfig, epoch_s: float) -> int:
     """The epochs a run does under its time budget: those asked for, at most as many as fit."""
     if not config.time_budget_s:
-        return config.epochs
-    return min(config.epochs, max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
+        return resolved(config.epochs)
+    return min(resolved(config.epochs), max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
 
 
-def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log) -> TrainConfig:
-    """The run's epochs cut to what the budget holds, so that the schedule (its warm-up and decay)
+def epochs_filling_budget(config: TrainConfig, epoch_s: float) -> int:
+    """The epochs a budget holds when no epoch count was asked for: the budget fills the time."""
+    return max(1, int(resolved(config.time_budget_s) // max(epoch_s, 1e-9)))
+
+
+def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool = False) -> TrainConfig:
+    """The run's epochs cut to what the budget holds (``fill``: no --epochs given, so as many as it
+    holds, more than the default count if they fit), so that the schedule (its warm-up and decay)
     is planned for the epochs that will run and the run ends with a decayed learning rate; the
     fitted value is stored in the config, so a resumed run keeps the plan."""
-    epochs = epochs_within_budget(config, epoch_s)
-    log(f"time budget {config.time_budget_s / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
-        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {config.epochs}" if epochs < config.epochs
+    epochs = epochs_filling_budget(config, epoch_s) if fill else epochs_within_budget(config, epoch_s)
+    asked = resolved(config.epochs)
+    log(f"time budget {resolved(config.time_budget_s) / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
+        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {asked}" if epochs < asked
                                                        else "") + "; the learning-rate schedule is fitted to them")
-    return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(config.warmup_epochs, epochs / 2))
+    return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(resolved(config.warmup_epochs), epochs / 2))
 
 
 def out_of_time(config: TrainConfig, run_start: float, this_call: list[EpochRecord]) -> bool:

@@ -20,7 +20,7 @@ Why these defaults (the study notes' VGG16 stayed at chance and their MobileNetV
 from __future__ import annotations
 
 import math
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, Optional
 
 from torch import nn
@@ -31,12 +31,14 @@ from cnnzoo.config import (
     BOTH,
     FINETUNE_MODES,
     OPTIMIZERS,
+    RECIPE_NAMES,
     RULES,
     SCHEDULES,
     TRAIN_ONLY,
     TrainConfig,
     option,
     options_changeable_on_resume,
+    resolved,
     training_options,
 )
 from cnnzoo.errors import UserError
@@ -46,7 +48,8 @@ __all__ = ["TrainConfig", "option", "RULES", "OPTIMIZERS", "SCHEDULES", "AUGMENT
            "TRAIN_ONLY", "training_options", "options_changeable_on_resume", "make_config", "check_config",
            "resolve_config", "describe", "FAMILY_TRAINING", "MIN_STEPS_PER_EPOCH", "MIN_BATCH_SIZE",
            "default_batch_size", "family_training_defaults", "has_normalization", "default_epochs",
-           "default_channels_last", "default_augment", "MIRROR_SENSITIVE_SOURCES"]
+           "default_channels_last", "default_augment", "MIRROR_SENSITIVE_SOURCES", "Recipe", "RECIPES",
+           "RECIPE_NAMES", "resolved"]
 
 
 def make_config(config: Optional[TrainConfig] = None, **fields_: Any) -> TrainConfig:
@@ -82,6 +85,11 @@ def check_config(c: TrainConfig) -> None:
             accepts, says = RULES[meta["valid"]]
             if not accepts(value):
                 raise UserError(f"{f.name} must be {says}, got {value!r}")
+    if c.finetune == "linear":
+        on_pixels = [name for name in ("mixup", "cutmix", "progressive_resize") if getattr(c, name)]
+        if on_pixels:
+            raise UserError(f"--{on_pixels[0].replace('_', '-')} works on images, and --finetune linear trains the "
+                            "head on cached features of them; leave it out, or use --finetune full")
 
 
 # Training settings per model family, used unless the user sets the optimizer or the learning rate.
@@ -140,10 +148,39 @@ def default_channels_last(device_type: str, amp: bool) -> bool:
     return device_type == "cpu" or amp
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of defaults (``--recipe``): each value fills its option when the user left it unset.
+
+    ``policy`` is appended to the data's default geometric augmentation (``light`` -> ``light-trivial-erase``);
+    mirror-sensitive sources keep ``none``. ``mixup``/``cutmix`` are Beta alphas (0: off), ``ema`` a decay
+    (None: off).
+    """
+
+    name: str
+    policy: str = ""
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    ema: Optional[float] = None
+
+
+# "plain" is today's defaults, and stays the default: "strong" has not been measured against it here
+# (benchmarks/bench_time_to_accuracy.py is where to). Its values are the published references':
+# TrivialAugment wide + random erasing 0.1 and mixup 0.2 / CutMix 1.0 as torchvision's classification
+# recipe; the EMA decay is lower than its 0.99998 per step because cnnzoo's runs are thousands of
+# steps, not hundreds of thousands (the warm-up of ModelEma keeps early epochs from being the init).
+RECIPES: dict[str, Recipe] = {
+    "plain": Recipe("plain"),
+    "strong": Recipe("strong", policy="-trivial-erase", mixup=0.2, cutmix=1.0, ema=0.999),
+}
+assert tuple(RECIPES) == RECIPE_NAMES  # the flag's choices are spelt out in cnnzoo.config
+
+
 def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn.Module,
                    device_type: str = "cpu") -> TrainConfig:
     """Fill every ``None`` with the default for this data set size, image size, model and device."""
     normalised = has_normalization(model)
+    recipe = RECIPES[c.recipe or "plain"]
     batch_size = c.batch_size or default_batch_size(num_train)
     batch_size = min(batch_size, num_train)  # a folder smaller than a batch still trains
     family = family_training_defaults(c.model, c)
@@ -181,7 +218,12 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
         weight_decay=weight_decay,
         label_smoothing=0.1 if c.label_smoothing is None else c.label_smoothing,
         image_size=image_size,
-        augment=c.augment or default_augment(c.data, image_size),
+        recipe=recipe.name,
+        augment=c.augment or default_augment(c.data, image_size, recipe.policy),
+        # the linear probe trains on cached features, not images: nothing to mix
+        mixup=(0.0 if finetune == "linear" else recipe.mixup) if c.mixup is None else c.mixup,
+        cutmix=(0.0 if finetune == "linear" else recipe.cutmix) if c.cutmix is None else c.cutmix,
+        ema=recipe.ema if c.ema is None else c.ema,
         channels_last=(default_channels_last(device_type, c.amp) if c.channels_last is None
                        else c.channels_last),
     )
@@ -193,12 +235,13 @@ def resolve_config(c: TrainConfig, *, num_train: int, image_size: int, model: nn
 MIRROR_SENSITIVE_SOURCES = ("digits",)
 
 
-def default_augment(data: str, image_size: int) -> str:
+def default_augment(data: str, image_size: int, policy: str = "") -> str:
     """``none`` for mirror-sensitive sources, ``light`` (shift + flip) for small images, else
-    ``standard`` (random-resized crop + flip)."""
+    ``standard`` (random-resized crop + flip); ``policy`` (a recipe's, e.g. ``-trivial-erase``) is
+    appended to the last two."""
     if str(data) in MIRROR_SENSITIVE_SOURCES:
         return "none"
-    return "light" if image_size <= 64 else "standard"
+    return ("light" if image_size <= 64 else "standard") + policy
 
 
 def describe(c: TrainConfig) -> str:
@@ -207,4 +250,6 @@ def describe(c: TrainConfig) -> str:
             f"{c.optimizer} lr {c.lr:g} ({c.schedule}, warm-up {c.warmup_epochs:g} ep), "
             f"weight decay {c.weight_decay:g}, label smoothing {c.label_smoothing:g}, "
             f"{c.image_size}px, augment {c.augment}, seed {c.seed}"
+            + (f", mixup {c.mixup:g}" if c.mixup else "") + (f", cutmix {c.cutmix:g}" if c.cutmix else "")
+            + (f", EMA {c.ema:g}" if c.ema else "") + (", progressive resize" if c.progressive_resize else "")
             + (", channels_last" if c.channels_last else "") + (", amp" if c.amp else ""))

@@ -25,6 +25,7 @@ from cnnzoo.data import BatchLoader, ImageSet, class_index_map, load_dataset
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
+from cnnzoo.training.tta import check_flips_allowed, predict_tta
 
 SPLITS = ("val", "test", "train", "all")
 TRAINED_ON = ("train", "all")  # the splits that hold the images a model was trained on
@@ -62,6 +63,7 @@ class EvalResult:
     files: dict[str, str]  # what was written: {"confusion_matrix_png": ..., "metrics_json": ...}
     accuracy_interval: Optional[tuple[float, float]] = None  # Wilson 95 % over the num_images
     split_reason: str = ""  # why this split: what makes its images held out
+    tta_accuracy: Optional[float] = None  # with test-time augmentation (the image and its mirror averaged)
     # Per image, in the split's order (not in to_dict: the metrics are the summary of these).
     labels: Optional[np.ndarray] = field(default=None, repr=False)      # true class (checkpoint's order)
     predicted: Optional[np.ndarray] = field(default=None, repr=False)   # predicted class
@@ -92,10 +94,12 @@ def _select_split(data, split: str):
 
 
 @torch.inference_mode()
-def _predict_all(model: nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
+def _predict_all(model: nn.Module, loader, tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image's logits (with ``tta``: the log of the image's and its mirror's averaged
+    probabilities) and label."""
     logits, labels = [], []
     for x, y in loader:
-        logits.append(model(x).float().cpu())
+        logits.append((predict_tta(model, x) if tta else model(x)).float().cpu())
         labels.append(y.cpu())
     return torch.cat(logits), torch.cat(labels)
 
@@ -136,7 +140,7 @@ def _same_source(data, config: TrainConfig) -> bool:
 
 def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, split: Optional[str] = None,
              batch_size: int = 256, out_dir: Optional[Union[str, os.PathLike]] = None,
-             device: str = "auto", progress: bool = False) -> EvalResult:
+             device: str = "auto", progress: bool = False, tta: bool = False) -> EvalResult:
     """Evaluate a checkpoint (a path, or a loaded :class:`Checkpoint`) on images it was not trained on.
 
     ``data``: ``None`` = the data the model was trained on; a source string or a ``DataSplits`` =
@@ -147,6 +151,8 @@ def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, spli
     the checkpoint's size, resize mode, mean and std.
     Writes ``confusion_matrix.png`` and ``metrics.json`` to ``out_dir`` (default: beside the
     checkpoint; nothing is written when a record is given without ``out_dir``).
+    ``tta``: also score with test-time augmentation (flips; ``tta_accuracy``), refused for data whose
+    classes a mirror image changes.
     """
     ckpt_path = None if isinstance(checkpoint, Checkpoint) else Path(checkpoint)
     state = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
@@ -154,6 +160,8 @@ def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, spli
                  "A sequence model is scored by its validation loss in history.json; try cnnzoo forecast or generate.")
     if split is not None and split not in SPLITS:
         raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if tta:
+        check_flips_allowed(state.config.data, *([] if data is None else [getattr(data, "source", data)]))
     data = _held_out_data(state, data, progress)
     split, reason = held_out_split(data, _same_source(data, state.config), split)
     class_names = list(state.image.class_names)
@@ -165,6 +173,9 @@ def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, spli
                          device=dev)
     logits, labels = _predict_all(model, loader)
     result = _scores(logits, torch.from_numpy(remap)[labels], class_names)
+    if tta:
+        tta_logits, _ = _predict_all(model, loader, tta=True)
+        result.tta_accuracy = float((tta_logits.argmax(1) == torch.from_numpy(remap)[labels]).float().mean())
     result.data, result.split, result.split_reason = str(data.source), split, reason
     if out_dir is None and ckpt_path is not None:
         out_dir = ckpt_path.parent
@@ -179,9 +190,12 @@ def _held_out_data(state: Checkpoint, data, progress: bool):
     if isinstance(data, (str, os.PathLike)) or data is None:
         # The checkpoint's seed and validation share for any data: for the training data they give
         # back the validation split training held out; for other data they change nothing.
+        # The run's own CSV label list is read as training read it (its validation list, its columns).
+        own = dict(val_source=config.val_data, path_column=config.path_column,
+                   label_column=config.label_column) if data is None else {}
         data = load_dataset(config.data if data is None else data, image_size=prep.image_size, seed=config.seed,
                             val_fraction=config.val_fraction, resize=prep.resize, cache_dir=config.cache_dir,
-                            progress=progress)
+                            progress=progress, **own)
     if data.image_size != prep.image_size:
         raise UserError(f"the model was trained on {prep.image_size} px images, the data gives "
                         f"{data.image_size} px; load it with image_size={prep.image_size}")

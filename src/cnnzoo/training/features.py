@@ -26,6 +26,7 @@ from cnnzoo.devices import autocast, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model
 from cnnzoo.files import atomic_open
+from cnnzoo.models import Classifier
 from cnnzoo.preprocessing import Preprocessing
 from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.registry import list_models, require_task
@@ -40,6 +41,8 @@ def pooled_features(model: nn.Module, batches: Iterable, *, amp: bool = False) -
     """``(features, labels)`` of every ``(x, y)`` batch: float32 ``[N, model.num_features]`` (or the
     pre-logits width) and int64 ``[N]``, on the batches' device. The model runs in eval mode (its
     mode is restored after). Under ``no_grad``, not ``inference_mode``: the result may be trained on."""
+    if not isinstance(model, Classifier):
+        raise UserError(f"{type(model).__name__} has no head API (forward_head): features come from image classifiers")
     was_training = model.training
     model.eval()
     feats, labels = [], []
@@ -96,7 +99,8 @@ class Features:
     def save(self, path: Union[str, os.PathLike]) -> Path:
         """Write the ``.npz`` atomically: a reader never sees half of it."""
         with atomic_open(path) as f:
-            np.savez(f, **self.arrays())
+            # numpy's stub lets a **dict fill savez's allow_pickle: no array here is named that
+            np.savez(f, **self.arrays())  # type: ignore[arg-type]
         return Path(path)
 
     def summary(self) -> str:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.models import Classifier
 
 # gradual: the head trains alone for the first fifth of the run, at least one epoch. A fresh head's
 # first gradients are large and random; sent into the pretrained backbone they distort the features
@@ -37,11 +38,12 @@ def backbone_and_head(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
     """``(backbone, head)`` parameters, in ``model.parameters()`` order: the head is the classifier
     (``model.get_classifier()``), the backbone everything else, including the MLP of VGG's head and
     GoogLeNet's auxiliary classifiers. Give the model itself, not a DistributedDataParallel wrapper."""
-    if not hasattr(model, "get_classifier"):
+    if not isinstance(model, Classifier):
         raise UserError(f"{type(model).__name__} has no classifier head (get_classifier()); "
                         "fine-tuning options need one")
     head_ids = {id(p) for p in model.get_classifier().parameters()}
-    backbone, head = [], []
+    backbone: list[nn.Parameter] = []
+    head: list[nn.Parameter] = []
     for param in model.parameters():
         (head if id(param) in head_ids else backbone).append(param)
     return backbone, head
@@ -66,7 +68,8 @@ class _FrozenBatchNorm:
     """Mixed into a batch-norm layer's class by :func:`freeze_batchnorm`: ``train()`` leaves it in eval mode."""
 
     def train(self, mode: bool = True):
-        return super().train(False)
+        # a mixin placed before the batch-norm class: super() is that class, whose train() this keeps off
+        return super().train(False)  # type: ignore[misc]
 
 
 _FROZEN_CLASSES: dict[type, type] = {}
@@ -106,7 +109,8 @@ def split_decay(params: Iterable[nn.Parameter]) -> tuple[list[nn.Parameter], lis
     """``(decay, no_decay)``: conv/linear weights are decayed; norm scales/shifts and biases (1-D
     tensors) are not, since shrinking them only fights the normalisation (He et al. 2019, "Bag of
     Tricks", section 3.1)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for param in params:
         (no_decay if param.ndim <= 1 else decay).append(param)
     return decay, no_decay
@@ -123,7 +127,7 @@ def parameter_groups(model: nn.Module, weight_decay: float, backbone_lr_scale: f
     after, so that unfreezing needs no new optimizer. A model without a classifier head (WaveNet)
     gets ``all/decay`` and ``all/no_decay``, and no backbone factor.
     """
-    if hasattr(model, "get_classifier"):
+    if isinstance(model, Classifier):
         parts = dict(zip(("backbone", "head"), backbone_and_head(model)))
         scales = {"backbone": float(backbone_lr_scale), "head": 1.0}
     else:

@@ -102,7 +102,7 @@ class TensorBoardLogger:
         self._writer_class = SummaryWriter
         self.log_dir = Path(log_dir) if log_dir else None
         self.run_name = run_name
-        self.writer = None
+        self.writer: Any = None  # a SummaryWriter once started (an optional package: typed loosely)
         self.unit = "image"
         self.last_epoch = 0
 
@@ -152,7 +152,7 @@ class MLflowLogger:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
-        self.client = None
+        self.client: Any = None  # an MlflowClient once started (an optional package: typed loosely)
         self.run_id: Optional[str] = None
         self.unit = "image"
         self.last_epoch = 0

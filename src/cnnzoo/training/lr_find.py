@@ -28,17 +28,25 @@ says why rather than inventing a rate.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from cnnzoo.devices import num_threads, pick_device
 from cnnzoo.errors import UserError
-from cnnzoo.files import save_figure
+from cnnzoo.factory import create_model_with_args
+from cnnzoo.files import atomic_write_text, save_figure
+from cnnzoo.training.config import TrainConfig, make_config, resolved
+from cnnzoo.training.finetune import freeze_backbone
+from cnnzoo.training.optim import build_optimizer
+from cnnzoo.training.tasks import task_for_model
 
 EDGE_FACTOR = 10.0  # the suggestion is the edge of the floor / this (fastai uses the minimum / 10)
 DIVERGENCE_FACTOR = 4.0  # stop when the running loss exceeds this multiple of its best (fastai's rule)
@@ -125,6 +133,41 @@ def lr_find(model: nn.Module, loader: Iterable, loss_fn: Callable, optimizer: to
     smoothed = centred_smooth(np.log10(lrs), np.asarray(losses))
     suggestion, why = suggest(np.asarray(lrs), np.asarray(losses), smoothed)
     return LrFindResult(tuple(lrs), tuple(losses), tuple(float(v) for v in smoothed), suggestion, why, stopped)
+
+
+def find_lr(config: Optional[TrainConfig] = None, *, start_lr: float = 1e-7, end_lr: float = 10.0,
+            num_steps: int = 100, out_dir: Union[str, os.PathLike, None] = None, progress: bool = True,
+            **fields_: Any) -> LrFindResult:
+    """The range test for a training run of ``config`` (or ``model=..., data=...`` fields): the task,
+    data, model, loader and optimizer built as ``train`` builds them (the optimizer the run would use:
+    its momentum or moments shape the curve). With ``out_dir``, writes ``lr_find.png`` and
+    ``lr_find.json`` there."""
+    config = make_config(config, **fields_)
+    with num_threads(config.threads):
+        device = pick_device(config.device)
+        task = task_for_model(config.model).load(config, None, progress)
+        torch.manual_seed(config.seed)
+        model, _ = create_model_with_args(config.model, weights=config.weights, progress=progress,
+                                          **task.model_args(config))
+        config = task.resolve(config, model, device.type)
+        if config.finetune == "linear":
+            freeze_backbone(model)
+        model.to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        train_loader, _ = task.loaders(config, device, model)
+        optimizer = build_optimizer(model, resolved(config.optimizer), resolved(config.lr),
+                                    resolved(config.weight_decay), backbone_lr_scale=config.backbone_lr_scale or 1.0)
+        result = lr_find(model, train_loader, lambda m, batch: task.loss(m, batch, config), optimizer,
+                         start_lr=start_lr, end_lr=end_lr, num_steps=num_steps)
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.plot(out / "lr_find.png")
+        payload = {"model": config.model, "data": task.source, "optimizer": config.optimizer,
+                   "batch_size": config.batch_size, **result.to_dict()}
+        atomic_write_text(out / "lr_find.json", json.dumps(payload, indent=2) + "\n")
+    return result
 
 
 def _sweep(model, loader, loss_fn, optimizer, start_lr, end_lr, num_steps) -> tuple[list, list, str]:

@@ -30,10 +30,13 @@ from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_devic
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
 from cnnzoo.training.budget import fit_epochs_to_budget, measure_epoch_seconds, out_of_time
-from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume
+from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume, resolved
 from cnnzoo.training.distributed import Processes
+from cnnzoo.training.ema import ModelEma
 from cnnzoo.training.finetune import freeze_backbone, freeze_batchnorm, on_epoch_start
 from cnnzoo.training.history import plot_curves, write_history
+from cnnzoo.training.loggers import RunLoggers, open_loggers
+from cnnzoo.training.mixing import mixing_generator
 from cnnzoo.training.optim import LRSchedule, build_optimizer, group_learning_rates
 from cnnzoo.training.tasks import Task, task_for_model
 from cnnzoo.training.tasks.linear_probe import LinearProbe
@@ -132,16 +135,21 @@ class _EpochStats:
     samples: int
 
 
-def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, config, device, bar) -> _EpochStats:
+def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, config, device, bar, *, epoch: int = 0,
+                     ema: Optional[ModelEma] = None, averaged: Optional[nn.Module] = None) -> _EpochStats:
     """One pass over ``loader``: the task's metrics and throughput. Raises ``_NonFinite`` on a NaN/inf
-    loss before the step that would spread it is taken (on GPU, within ``NAN_CHECK_EVERY`` steps)."""
+    loss before the step that would spread it is taken (on GPU, within ``NAN_CHECK_EVERY`` steps).
+    Batches are mixed (mixup/CutMix) from a generator of ``(seed, epoch)``; ``ema`` averages
+    ``averaged`` (the model without DDP's wrapper) after each optimizer step."""
     model.train()
+    mix_gen = mixing_generator(config.seed, epoch)
     metrics = task.train_metrics(device)
     finite = torch.ones((), device=device, dtype=torch.bool)
     seen, lr = 0, schedule.lr_at(schedule.step)
     check_every = 1 if device.type == "cpu" else NAN_CHECK_EVERY  # a CPU check costs nothing
     start = time.perf_counter()
     for i, batch in enumerate(loader):
+        batch = task.mix(batch, config, mix_gen)
         lr = schedule.apply(optimizer)
         with autocast(device, config.amp):
             loss, outputs = task.loss(model, batch, config)
@@ -152,6 +160,8 @@ def _train_one_epoch(task: Task, model, loader, optimizer, schedule, scaler, con
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update(averaged if averaged is not None else model)
         metrics.update(batch, loss.detach(), outputs.detach())
         n = task.batch_size_of(batch)
         seen += n
@@ -195,12 +205,15 @@ def _config_for_resume(requested: TrainConfig, saved: TrainConfig, explicit: set
 # ------------------------------------------------------------------------------------- train
 
 def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = True,
-          on_epoch_end: Optional[Callable[[EpochRecord], None]] = None, **fields_: Any) -> TrainResult:
+          on_epoch_end: Optional[Callable[[EpochRecord], None]] = None, loggers: Optional[RunLoggers] = None,
+          **fields_: Any) -> TrainResult:
     """Train a registered model and return its history and best weights.
 
     ``train(model="resnet18")`` or ``train(TrainConfig(...), epochs=5)``. ``data`` takes a
     ``DataSplits`` already loaded (to train many models on one split); otherwise ``config.data`` is
     loaded. ``on_epoch_end(record)`` is called after each epoch, its checkpoints queued for writing.
+    ``loggers``: where the run is also logged (default: those ``config.tensorboard`` and
+    ``config.mlflow`` ask for; compare passes its own, one per model and seed).
     Raises :class:`TrainingDiverged` on a NaN/inf loss, :class:`UserError` for bad options.
     """
     if isinstance(data, (str, os.PathLike)):  # train(model=..., data="digits") names the source
@@ -208,9 +221,13 @@ def train(config: Optional[TrainConfig] = None, *, data=None, progress: bool = T
     explicit = set(fields_) | ({f for f, v in vars(config).items() if v is not None} if config else set())
     config = make_config(config, **fields_)
     processes = Processes.from_env()  # under torchrun: this process's rank; alone: rank 0 of 1
+    if not processes.is_main:
+        loggers = RunLoggers()  # one logged run per job, as one set of files
+    elif loggers is None:  # before any data is prepared: a missing package fails at once
+        loggers = open_loggers(tensorboard=config.tensorboard, mlflow=config.mlflow)
     with num_threads(config.threads):  # a library call leaves the process as it found it
         try:
-            return _train(config, data, progress and processes.is_main, on_epoch_end, explicit, processes)
+            return _train(config, data, progress and processes.is_main, on_epoch_end, explicit, processes, loggers)
         finally:
             processes.stop()
 
@@ -232,10 +249,13 @@ class _Run:
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
     scaler: Any
+    ema: Optional[ModelEma] = None
+    loggers: RunLoggers = field(default_factory=RunLoggers)
     history: list[EpochRecord] = field(default_factory=list)
     best_score: Optional[float] = None
     best_epoch: int = 0
     best_state: Optional[dict] = None
+    best_weights: str = "raw"  # which weights best_state holds: "raw" or "ema"
     estimated_epoch_s: Optional[float] = None
     cut_by_budget: bool = False  # the budget planned fewer epochs than asked for
     samples_trained: int = 0  # by this call, for its throughput
@@ -248,7 +268,7 @@ class _Run:
             model_name=self.config.model, model_args=self.model_args, model=self.model, config=self.config,
             task=self.task.name, fields=self.task.checkpoint_fields(self.config), history=self.history,
             monitor=self.task.monitor, best_score=self.best_score, unit=self.task.unit,
-            optimizer=self.optimizer, schedule=self.schedule, scaler=self.scaler)
+            optimizer=self.optimizer, schedule=self.schedule, scaler=self.scaler, ema=self.ema)
 
     def save_epoch(self, improved: bool) -> None:
         """Queue ``best.pt`` (when improved; weights only, for using the model) and ``last.pt``
@@ -257,7 +277,10 @@ class _Run:
             return
         last = self.checkpoint()
         jobs = []
-        if improved:  # the same snapshot without the resume-only parts (no second copy of the weights)
+        if improved and self.best_weights == "ema" and self.best_state is not None:  # the average validated better
+            jobs.append((dataclasses.replace(last.without_resume(), model_state=self.best_state, best_weights="ema"),
+                         self.out_dir / "best.pt"))
+        elif improved:  # the same snapshot without the resume-only parts (no second copy of the weights)
             jobs.append((last.without_resume(), self.out_dir / "best.pt"))
         jobs.append((last, self.out_dir / "last.pt"))
         self.writer.submit(jobs)
@@ -268,28 +291,34 @@ class _Run:
         assert resume is not None  # _resume_state refuses a checkpoint without it
         self.model.load_state_dict(saved.model_state)
         self.optimizer.load_state_dict(resume.optimizer)
-        self.schedule.load_state_dict(resume.scheduler)
+        if resume.scheduler is not None:  # a training checkpoint always has one
+            self.schedule.load_state_dict(resume.scheduler)
         if resume.scaler and self.scaler.is_enabled():
             self.scaler.load_state_dict(resume.scaler)
+        if self.ema is not None and resume.ema is not None:
+            self.ema.load_state_dict(resume.ema)
         self.history = list(saved.history)
         self.best_score = saved.best_score
-        monitor = self.task.monitor
-        self.best_epoch = max((r.epoch for r in self.history if r.metric(monitor) == self.best_score), default=0)
+        self.best_epoch = max((r.epoch for r in self.history if self.score(r)[0] == self.best_score), default=0)
         best_path = self.out_dir / "best.pt"
-        self.best_state = ckpt.load_checkpoint(best_path).model_state if best_path.is_file() else None
+        if best_path.is_file():
+            best = ckpt.load_checkpoint(best_path)
+            self.best_state, self.best_weights = best.model_state, best.best_weights
         ckpt.set_rng_state(resume.rng)
 
     def run_epoch(self, epoch: int, progress: bool) -> EpochRecord:
         """Train one pass, validate, and return the epoch's history record."""
         epoch_start = time.perf_counter()
         # gradual fine-tuning: which parameters learn is a function of the epoch (exact on resume)
-        event = on_epoch_start(self.model, self.optimizer, self.config.finetune, epoch, self.config.epochs)
+        epochs = resolved(self.config.epochs)
+        event = on_epoch_start(self.model, self.optimizer, self.config.finetune, epoch, epochs)
         self.train_loader.set_epoch(epoch)
-        bar = _progress_bar(progress, epoch, self.config.epochs,
-                            len(self.train_loader) * self.config.batch_size, self.task.bar_unit)
+        bar = _progress_bar(progress, epoch, epochs,
+                            len(self.train_loader) * resolved(self.config.batch_size), self.task.bar_unit)
         try:
             stats = _train_one_epoch(self.task, self.trained, self.train_loader, self.optimizer, self.schedule,
-                                     self.scaler, self.config, self.device, bar)
+                                     self.scaler, self.config, self.device, bar, epoch=epoch, ema=self.ema,
+                                     averaged=self.model)
         finally:
             if bar is not None:
                 bar.close()
@@ -298,6 +327,13 @@ class _Run:
         processes.average_batchnorm_statistics(self.model)  # validate and save one model, not N
         val = processes.mean_over_samples(self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp),
                                           self.val_loader.num_samples)
+        val_ema = {}
+        if self.ema is not None:
+            # each process averaged its own batches' statistics: one average of them, as for the raw model
+            processes.average_batchnorm_statistics(self.ema.module)
+            val_ema = processes.mean_over_samples(
+                self.task.evaluate(self.ema.module, self.val_loader, self.device, self.config.amp),
+                self.val_loader.num_samples)
         samples = stats.samples * processes.world_size  # throughput of the whole job
         self.samples_trained += samples
         self.time_training += stats.seconds
@@ -308,17 +344,27 @@ class _Run:
             epoch_time=epoch_time, throughput=max(samples, 1) / max(stats.seconds, 1e-9),
             elapsed=(self.history[-1].elapsed if self.history else 0.0) + epoch_time,
             # backbone and head at their own rates: what each really stepped with
-            lr_groups=rates if len(rates) > 1 else {}, event=event)
+            lr_groups=rates if len(rates) > 1 else {}, event=event, val_ema={m: val_ema[m] for m in val_ema})
         self.history.append(record)
         return record
 
+    def score(self, record: EpochRecord) -> tuple[float, str]:
+        """The epoch's monitored score and the weights that reached it: the raw ones, or with --ema
+        their average when it validated better."""
+        raw = record.metric(self.task.monitor)
+        if not record.val_ema:
+            return raw, "raw"
+        averaged = record.metric(ckpt.EMA_PREFIX + self.task.monitor.removeprefix("val_"))
+        return (averaged, "ema") if self.task.is_better(averaged, raw) else (raw, "raw")
+
     def keep_if_best(self, record: EpochRecord) -> bool:
         """Remember the weights of a new best monitored metric (``save_epoch`` writes best.pt)."""
-        score = record.metric(self.task.monitor)
+        score, which = self.score(record)
         if not self.task.is_better(score, self.best_score):
             return False
-        self.best_score, self.best_epoch = score, record.epoch
-        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self.best_score, self.best_epoch, self.best_weights = score, record.epoch, which
+        weights = self.ema.module if which == "ema" and self.ema is not None else self.model
+        self.best_state = {k: v.detach().cpu().clone() for k, v in weights.state_dict().items()}
         return True
 
 
@@ -352,8 +398,9 @@ def _load_task(config: TrainConfig, data, progress: bool, processes: Processes) 
 
 
 def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resuming: bool, processes: Processes,
-                log) -> tuple[TrainConfig, Optional[float], bool]:
-    """With a time budget: the measured seconds per epoch, and (a new run) the epochs cut to fit."""
+                log, epochs_given: bool = True) -> tuple[TrainConfig, Optional[float], bool]:
+    """With a time budget: the measured seconds per epoch, and (a new run) the epochs cut to fit, or
+    without --epochs, as many as the budget holds."""
     if not config.time_budget_s:
         return config, None, False
     train_loader, val_loader = loaders
@@ -361,8 +408,8 @@ def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resumin
         measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
     if resuming:
         return config, estimated_epoch_s, False
-    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log)
-    return fitted, estimated_epoch_s, fitted.epochs < config.epochs
+    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log, fill=not epochs_given)
+    return fitted, estimated_epoch_s, resolved(fitted.epochs) < resolved(config.epochs)
 
 
 def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
@@ -393,6 +440,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
     # implied: no need to read (or download) the starting weights again.
     model, model_args = create_model_with_args(config.model, weights=None if saved else config.weights,
                                                progress=progress, **task.model_args(config))
+    epochs_given = config.epochs is not None
     if saved is None:
         config = task.resolve(config, model, device.type)
     if config.freeze_bn:
@@ -405,11 +453,14 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         model = model.to(memory_format=torch.channels_last)
 
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
+    run_epochs = config.epochs
     config, estimated_epoch_s, cut_by_budget = _fit_budget(config, task, model, (train_loader, val_loader), device,
-                                                           saved is not None, processes, log)
+                                                           saved is not None, processes, log, epochs_given)
+    if config.progressive_resize and config.epochs != run_epochs:  # the sizes rise over the epochs now planned
+        train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     if processes.enabled:
         log(f"torchrun: {processes.world_size} processes ({backend}); the global batch of {config.batch_size} is "
-            f"{config.batch_size // processes.world_size} per process, and the learning rate {config.lr:g} "
+            f"{resolved(config.batch_size) // processes.world_size} per process, and the learning rate {config.lr:g} "
             "is the one for the global batch (as one process would use)")
     steps_per_epoch = len(train_loader)
     run = _Run(
@@ -417,11 +468,13 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         trained=processes.wrap(model, device, config.sync_bn, log, learning_set_changes=config.finetune == "gradual"),
         processes=processes,
         train_loader=train_loader, val_loader=val_loader,
-        optimizer=build_optimizer(model, config.optimizer, config.lr, config.weight_decay,
-                                  backbone_lr_scale=config.backbone_lr_scale),
-        schedule=LRSchedule(config.schedule, config.lr, total_steps=config.epochs * steps_per_epoch,
-                            warmup_steps=round(config.warmup_epochs * steps_per_epoch)),
+        optimizer=build_optimizer(model, resolved(config.optimizer), resolved(config.lr), resolved(config.weight_decay),
+                                  backbone_lr_scale=resolved(config.backbone_lr_scale)),
+        schedule=LRSchedule(resolved(config.schedule), resolved(config.lr),
+                            total_steps=resolved(config.epochs) * steps_per_epoch,
+                            warmup_steps=round(resolved(config.warmup_epochs) * steps_per_epoch)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),
+        ema=ModelEma(model, config.ema) if config.ema else None,
         estimated_epoch_s=estimated_epoch_s, cut_by_budget=cut_by_budget)
     if saved is not None:
         run.restore(saved)
@@ -429,23 +482,26 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
 
 
 def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: set,
-           processes: Processes) -> TrainResult:
+           processes: Processes, loggers: RunLoggers) -> TrainResult:
     log = print if progress else (lambda *a, **k: None)
     run, saved = _prepare(config, data, explicit, progress, processes, log)
+    run.loggers = loggers
     config, out_dir, task = run.config, run.out_dir, run.task
+    epochs = resolved(config.epochs)
     start_epoch = len(run.history)
     if saved is not None:
         log(f"resuming {out_dir / 'last.pt'} after epoch {start_epoch} of {config.epochs}")
     log(task.describe(config))
     log(f"data: {task.summary()}; device {run.device}; writing to {out_dir}")
     _write_history(run)
+    loggers.start(config.to_dict(), out_dir, unit=task.unit)
 
     stopped_reason = "completed"
     run_start = time.perf_counter()
     epochs_since_best = len(run.history) - run.best_epoch
     epoch = start_epoch
     try:
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(start_epoch, epochs):
             # rank 0's clock decides for every process: one stopping alone would leave the others waiting
             if processes.broadcast(out_of_time(config, run_start, run.history[start_epoch:])):
                 stopped_reason = "time_budget"
@@ -455,7 +511,8 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
             epochs_since_best = 0 if improved else epochs_since_best + 1
             run.save_epoch(improved)
             _write_history(run)
-            log(_epoch_line(task, record, config.epochs, improved))
+            loggers.log_epoch(record)
+            log(_epoch_line(task, record, epochs, improved))
             if on_epoch_end is not None:
                 on_epoch_end(record)
             if config.patience and epochs_since_best >= config.patience:
@@ -529,10 +586,14 @@ def _write_history(run: _Run, extra: Optional[dict] = None) -> None:
 
 def _finish_files(run: _Run, stopped_reason: str, test: Optional[dict] = None) -> None:
     _write_history(run, {"best_epoch": run.best_epoch, "stopped_reason": stopped_reason,
-                         **({"test": test} if test is not None else {})})
+                         **({"test": test} if test is not None else {}),
+                         **({"best_weights": run.best_weights} if run.ema is not None else {})})
+    figure = run.out_dir / "curves.png"
     if run.history and run.processes.is_main:
-        plot_curves(run.history, run.out_dir / "curves.png", metrics=run.task.metrics,
+        plot_curves(run.history, figure, metrics=run.task.metrics,
                     limits=run.task.metric_limits, title=f"{run.config.model} on {run.config.data}")
+    run.loggers.finish([run.out_dir / "best.pt", run.out_dir / "history.json"], figure if figure.is_file() else None,
+                       status=stopped_reason, final_metrics=test)
 
 
 def _progress_bar(progress: bool, epoch: int, epochs: int, total: int, unit: str):

@@ -18,8 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnzoo.errors import UserError
+from cnnzoo.training.config import MIRROR_SENSITIVE_SOURCES
 
 MAX_CROPS = 5  # centre and four corners
+
+
+def check_flips_allowed(*sources: str) -> None:
+    """Refuse mirrored views for data whose classes change under a mirror image (a flipped 2 is no digit)."""
+    sensitive = [s for s in sources if str(s) in MIRROR_SENSITIVE_SOURCES]
+    if sensitive:
+        raise UserError(f"--tta averages over mirror images, which change the classes of {sensitive[0]!r} "
+                        "(a mirrored digit is not that digit); evaluate it without --tta")
 
 
 def tta_views(x: torch.Tensor, *, flips: bool = True, crops: int = 0,

@@ -113,6 +113,11 @@ class Task:
         """How many samples a batch holds (for throughput and the progress bar)."""
         return len(batch[-1])
 
+    def mix(self, batch: Any, config: TrainConfig, gen: torch.Generator) -> Any:
+        """The training batch after mixup/CutMix (``config.mixup``, ``config.cutmix``), drawing from
+        ``gen`` (one generator per epoch: resuming stays exact). Tasks without mixing return it as is."""
+        return batch
+
     # --- learning (required) ---
     def loss(self, model: nn.Module, batch: Any, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """The training loss of one batch and the outputs the metrics need (runs under autocast)."""

@@ -7,7 +7,7 @@ losses when its auxiliary heads are on; accuracy is the metric that decides ``be
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Callable, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +15,13 @@ from torch import nn
 
 from cnnzoo.checkpoint import Checkpoint, ImageFields
 from cnnzoo.data import BatchLoader, DataSplits, load_dataset
+from cnnzoo.data.augment import progressive_size
 from cnnzoo.devices import autocast
 from cnnzoo.errors import UserError
 from cnnzoo.preprocessing import Preprocessing
 from cnnzoo.pretrained import weights_preprocessing
-from cnnzoo.training.config import TrainConfig, resolve_config
+from cnnzoo.training.config import TrainConfig, resolve_config, resolved
+from cnnzoo.training.mixing import Mixing, mixed_correct, soft_target_cross_entropy
 from cnnzoo.training.tasks.base import Task, TrainMetrics, with_imposed
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers (Szegedy et al. 2015, section 6)
@@ -33,9 +35,9 @@ class Accuracy(TrainMetrics):
         self.seen = 0
 
     def update(self, batch, loss: torch.Tensor, logits: torch.Tensor) -> None:
-        y = batch[1]
+        y = batch[1]  # labels, or soft targets [B, classes] of a mixed batch
         self.loss_sum += loss.float() * len(y)
-        self.correct += (logits.argmax(1) == y).sum()
+        self.correct += mixed_correct(logits, y) if y.ndim == 2 else (logits.argmax(1) == y).sum()
         self.seen += len(y)
 
     def progress(self) -> dict[str, str]:
@@ -49,16 +51,23 @@ class Accuracy(TrainMetrics):
 
 def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float):
     """Cross-entropy (plus GoogLeNet's auxiliary losses when its aux heads are on) and the logits.
-    Under torchrun ``model`` is DistributedDataParallel's wrapper around ``TrainingForward``, whose
-    forward already returns ``(logits, aux_logits)``."""
+    ``y``: labels ``[B]``, or soft targets ``[B, classes]`` of a mixed batch (which carry their label
+    smoothing already). Under torchrun ``model`` is DistributedDataParallel's wrapper around
+    ``TrainingForward``, whose forward already returns ``(logits, aux_logits)``."""
     if getattr(model, "aux_logits", False) and hasattr(model, "forward_train"):
-        out = model.forward_train(x)
+        out = cast(Callable[..., Any], model.forward_train)(x)
     else:
         out = model(x)
     logits, aux = out if isinstance(out, tuple) else (out, ())
-    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+
+    def criterion(z: torch.Tensor) -> torch.Tensor:
+        if y.ndim == 2:
+            return soft_target_cross_entropy(z, y)
+        return F.cross_entropy(z, y, label_smoothing=smoothing)
+
+    loss = criterion(logits)
     for aux_logits in aux:
-        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(aux_logits, y, label_smoothing=smoothing)
+        loss = loss + AUX_LOSS_WEIGHT * criterion(aux_logits)
     return loss, logits
 
 
@@ -106,7 +115,8 @@ class ImageClassification(Task):
             image_size = config.image_size or (weights.image_size if weights else None)
             data = load_dataset(config.data, image_size=image_size, val_fraction=config.val_fraction,
                                 seed=config.seed, cache_dir=config.cache_dir, resize=config.resize,
-                                progress=progress)
+                                progress=progress, val_source=config.val_data, path_column=config.path_column,
+                                label_column=config.label_column)
         own = Preprocessing(data.image_size, data.mean, data.std, resize=config.resize)
         if weights:  # RGB weights adapted to other channels take their average statistics
             weights = weights.for_channels(data.in_chans)
@@ -134,17 +144,30 @@ class ImageClassification(Task):
                               device_type=device_type)
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
-        common = dict(preprocessing=self.preprocessing, channels_last=config.channels_last, device=device,
-                      shard=shard)
-        train = BatchLoader(self.data.train, config.batch_size, shuffle=True, augment=config.augment,
-                            seed=config.seed, drop_last=True, **common)
-        val = BatchLoader(self.data.val, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False, augment="none",
-                          drop_last=False, **common)
-        return train, val
+        batch_size, val = resolved(config.batch_size), self.data.val
+        assert val is not None  # __init__ refuses data without a validation split
+        common: dict[str, Any] = dict(preprocessing=self.preprocessing, channels_last=resolved(config.channels_last),
+                                      device=device, shard=shard)
+        size_at = None
+        if config.progressive_resize:
+            epochs, final = resolved(config.epochs), self.data.image_size
+            size_at = lambda epoch: progressive_size(epoch, epochs, final)  # noqa: E731 - a function of the epoch
+        train = BatchLoader(self.data.train, batch_size, shuffle=True, augment=config.augment,
+                            seed=config.seed, drop_last=True, size_at=size_at, **common)
+        return train, BatchLoader(val, max(batch_size, EVAL_BATCH_SIZE), shuffle=False, augment="none",
+                                  drop_last=False, **common)
+
+    def mix(self, batch, config: TrainConfig, gen: torch.Generator):
+        if not (config.mixup or config.cutmix):
+            return batch
+        x, y = batch
+        mixed = Mixing(config.mixup or 0.0, config.cutmix or 0.0,
+                       label_smoothing=config.label_smoothing or 0.0)(x, y, self.data.num_classes, gen)
+        return mixed.x, mixed.targets
 
     def loss(self, model: nn.Module, batch, config: TrainConfig):
         x, y = batch
-        return classification_loss(model, x, y, config.label_smoothing)
+        return classification_loss(model, x, y, resolved(config.label_smoothing))
 
     def train_metrics(self, device: torch.device) -> Accuracy:
         return Accuracy(device)
@@ -157,8 +180,9 @@ class ImageClassification(Task):
         test = self.data.test
         if test is None or len(test) == 0:
             return None
-        loader = BatchLoader(test, max(config.batch_size, EVAL_BATCH_SIZE), shuffle=False,
-                             preprocessing=self.preprocessing, channels_last=config.channels_last, device=device)
+        loader = BatchLoader(test, max(resolved(config.batch_size), EVAL_BATCH_SIZE), shuffle=False,
+                             preprocessing=self.preprocessing, channels_last=resolved(config.channels_last),
+                             device=device)
         return evaluate_loader(model, loader, device, config.amp), len(test)
 
     def checkpoint_fields(self, config: TrainConfig) -> ImageFields:

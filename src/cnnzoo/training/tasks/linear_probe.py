@@ -23,6 +23,7 @@ from torch import nn
 from cnnzoo.data import BatchLoader
 from cnnzoo.data.loader import epoch_batches, epoch_generator
 from cnnzoo.errors import UserError
+from cnnzoo.models import Classifier
 from cnnzoo.training.config import TrainConfig
 from cnnzoo.training.distributed import unwrap_model
 from cnnzoo.training.features import pooled_features
@@ -92,7 +93,14 @@ class LinearProbe(ImageClassification):
 
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
         """The image task's defaults, with augmentation "none": the features are computed once, so
-        the config (and history.json) says what the run really did."""
+        the config (and history.json) says what the run really did. A model whose classifier is not
+        a linear layer on its pooled features (SqueezeNet's 1x1 convolution before the pooling) is
+        refused: its classifier cannot be trained on the pooled features."""
+        classifier = _classifier(model)
+        if not isinstance(classifier, nn.Linear):
+            raise UserError(f"--finetune linear trains a linear classifier on pooled features; {config.model}'s "
+                            f"classifier is a {type(classifier).__name__}, applied before the pooling. "
+                            "Use --finetune full (or gradual) for this model")
         if config.augment not in (None, "none"):
             raise UserError(f"--finetune linear computes each image's features once, without augmentation; "
                             f"--augment {config.augment} cannot apply. Leave --augment unset, or use "
@@ -100,26 +108,29 @@ class LinearProbe(ImageClassification):
         return super().resolve(dataclasses.replace(config, augment="none"), model, device_type)
 
     def loaders(self, config: TrainConfig, device: torch.device, model: nn.Module, shard=(0, 1)):
-        common = dict(preprocessing=self.preprocessing, channels_last=config.channels_last, device=device)
-        batch = max(config.batch_size, EVAL_BATCH_SIZE)
-        sources = {"train": BatchLoader(self.data.train, batch, shuffle=False, **common),
-                   "val": BatchLoader(self.data.val, batch, shuffle=False, **common)}
+        train_set, val_set, batch_size = self.data.train, self.data.val, config.batch_size
+        # resolve_config has set the batch size, and image data always has both splits
+        assert train_set is not None and val_set is not None and batch_size is not None
+        batch = max(batch_size, EVAL_BATCH_SIZE)
+        sources = {name: BatchLoader(images, batch, shuffle=False, preprocessing=self.preprocessing,
+                                     channels_last=bool(config.channels_last), device=device)
+                   for name, images in (("train", train_set), ("val", val_set))}
         features = _Features(unwrap_model(model), sources, config.amp)
-        train = FeatureLoader(features, "train", len(self.data.train), config.batch_size, shuffle=True,
+        train = FeatureLoader(features, "train", len(train_set), batch_size, shuffle=True,
                               seed=config.seed, drop_last=True)
-        val = FeatureLoader(features, "val", len(self.data.val), batch, shuffle=False)
+        val = FeatureLoader(features, "val", len(val_set), batch, shuffle=False)
         return train, val
 
     def loss(self, model: nn.Module, batch, config: TrainConfig):
         features, y = batch
-        logits = unwrap_model(model).get_classifier()(features)
-        return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing), logits
+        logits = _classifier(model)(features)
+        return F.cross_entropy(logits, y, label_smoothing=config.label_smoothing or 0.0), logits
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader, device: torch.device, amp: bool) -> dict[str, float]:
         """Validation loss and accuracy of the classifier on the cached validation features: what the
         whole model gives on those images, since its backbone does not change."""
-        classifier = unwrap_model(model).get_classifier()
+        classifier = _classifier(model)
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for x, y in loader:
@@ -128,3 +139,11 @@ class LinearProbe(ImageClassification):
             correct += (logits.argmax(1) == y).sum()
         n = max(loader.num_samples, 1)
         return {"loss": loss_sum.item() / n, "acc": correct.item() / n}
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    """The model's classifier (``get_classifier()``), through a DistributedDataParallel wrapper."""
+    net = unwrap_model(model)
+    if not isinstance(net, Classifier):
+        raise UserError(f"--finetune linear needs a classifier head (get_classifier()); {type(net).__name__} has none")
+    return net.get_classifier()
