@@ -43,7 +43,11 @@ SIZE = (3, 32, 32)
 # heads); the others are exported with a fixed batch, which traces in about half the time.
 ONE_PER_BLOCK_TYPE = ["vgg11", "vgg11_bn", "resnet18", "resnet50", "googlenet", "mobilenet_v1", "mobilenet_v2",
                       "densenet121"]
-THE_OTHERS = [name for name in list_models(task="image") if name not in ONE_PER_BLOCK_TYPE]
+# The lightweight families (MobileNetV3, EfficientNet and -Lite, ShuffleNetV2, SqueezeNet) export one
+# model per family in tests/test_models_lightweight.py: twenty-one more exports here would take minutes.
+LIGHTWEIGHT_FAMILIES = ("mobilenet_v3", "efficientnet", "shufflenet", "squeezenet")
+THE_OTHERS = [name for name in list_models(task="image")
+              if name not in ONE_PER_BLOCK_TYPE and not name.startswith(LIGHTWEIGHT_FAMILIES)]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -22,9 +22,11 @@ from cnnzoo import pretrained
 from cnnzoo.cli import main
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model_with_args
+from cnnzoo.pretrained_lite import LITE_WEIGHTS
 from cnnzoo.profiling import profile as profile_module
 from cnnzoo.registry import ModelError, get_model_info
 from cnnzoo.weights import adapt_input_conv
+from cnnzoo.weights_lightweight import REFERENCE_CONVERTERS
 
 torchvision = pytest.importorskip("torchvision", reason="the reference weights' layout is torchvision's")
 
@@ -113,7 +115,8 @@ def served(row, server: Server):
 def test_table_matches_torchvisions_weight_enums():
     from torchvision.models import get_model_weights
 
-    with_reference = [n for n in cnnzoo.list_models() if get_model_info(n).convert_reference_weights]
+    with_reference = [n for n in cnnzoo.list_models()
+                      if get_model_info(n).convert_reference_weights or n in REFERENCE_CONVERTERS]
     assert sorted(pretrained.TORCHVISION_WEIGHTS) == sorted(with_reference)
     for name, row in pretrained.TORCHVISION_WEIGHTS.items():
         published = get_model_weights(name).DEFAULT
@@ -332,11 +335,29 @@ def test_a_file_carrying_code_is_refused_and_its_code_never_runs(tmp_path, hub_d
 
 # ------------------------------------------------------------------------------------------ CLI
 
+def test_lite_and_keras_weights_bring_their_preprocessing(capsys):
+    # EfficientNet-Lite's reference: (pixel - 127) / 128 (tensorflow/tpu efficientnet_lite_builder.py)
+    lite = pretrained.weights_preprocessing("ImageNet", "efficientnet_lite0")
+    assert lite == LITE_WEIGHTS["efficientnet_lite0"].preprocessing()
+    assert lite.mean[0] * 255 == pytest.approx(127) and lite.std[0] * 255 == pytest.approx(128)
+    # Keras' preprocess_input modes (keras/src/applications/imagenet_utils.py): caffe is BGR, tf [-1, 1]
+    assert pretrained.weights_preprocessing("Keras", "vgg16").channel_order == "bgr"
+    assert pretrained.weights_preprocessing("x/mobilenet_1_0_224_tf.h5", "mobilenet_v1").mean == (0.5,) * 3
+    assert pretrained.is_keras_weights("KERAS") and pretrained.is_keras_weights("a.weights.h5")
+    assert not pretrained.is_keras_weights("a.pth")
+    with pytest.raises(UserError, match="Keras publishes no"):
+        pretrained.weights_preprocessing("keras", "squeezenet1_1")
+    assert main(["list", "efficientnet_lite*", "--json"]) == 0
+    rows = {r["name"]: r["published_weights"] for r in json.loads(capsys.readouterr().out)}
+    assert rows["efficientnet_lite0"] == "imagenet (lite-weights)" and rows["efficientnet_lite3"] is None
+
+
 def test_list_and_summary_show_published_weights(capsys):
     assert main(["list", "mobilenet*"]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[3] for line in out.splitlines() if line.startswith("mobilenet")}
-    assert rows == {"mobilenet_v1": "-", "mobilenet_v2": "torchvision"}
+    assert rows == {"mobilenet_v1": "-", "mobilenet_v2": "torchvision", "mobilenet_v3_large": "torchvision",
+                    "mobilenet_v3_small": "torchvision"}
     assert main(["list", "resnet18", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["published_weights"] == "torchvision"
     assert main(["summary", "resnet18", "--depth", "1"]) == 0

@@ -44,6 +44,10 @@ def max_diff(ours: nn.Module, theirs: nn.Module, size: int = 64) -> float:
     ("mobilenet_v2", {}),
     ("densenet121", {}),
     ("googlenet", {"aux_logits": True, "init_weights": True}),  # its file then carries the aux heads
+    ("mobilenet_v3_small", {}),
+    ("efficientnet_b0", {}),
+    ("shufflenet_v2_x0_5", {}),
+    ("squeezenet1_1", {}),
 ])
 def test_torchvision_file_gives_the_same_outputs(tmp_path, name, kwargs):
     theirs = reference(name, **kwargs)

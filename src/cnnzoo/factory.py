@@ -11,6 +11,8 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
+from cnnzoo.keras_weights import load_keras_weights_with_args
+from cnnzoo.pretrained import is_keras_weights
 from cnnzoo.registry import check_model_args, get_model_info
 from cnnzoo.weights import load_weights
 
@@ -23,8 +25,11 @@ def create_model(name: str, *, weights: Weights = None, progress: bool = True, *
 
     ``weights``: ``"torchvision"`` (alias ``"imagenet"``) for torchvision's published ImageNet weights
     of this architecture (from the torch hub cache, downloaded there once if missing; ``progress``
-    shows the download), or a path to a state dict: one of ours (a ``cnnzoo train`` checkpoint or a
-    plain state dict of this model) or one saved from torchvision's model of the same architecture.
+    shows the download; EfficientNet-Lite0..2: the ``lite-weights`` packages'), ``"keras"`` (any case)
+    for the file ``keras.applications`` publishes, or a path: a Keras file (``.h5``, the model then
+    built with ``layout="keras"``, read from the file) or a state dict, one of ours (a ``cnnzoo train``
+    checkpoint or a plain state dict of this model) or one saved from torchvision's model of the
+    same architecture (or the EfficientNet-PyTorch port's, for EfficientNet).
     Another ``num_classes`` than the weights' starts a fresh classifier, another ``in_chans`` adapts
     the first convolution; each says so in a warning.
     """
@@ -45,4 +50,8 @@ def _create(name: str, weights: Weights, progress: bool, overrides: dict) -> tup
     check_model_args(name, args)
     if weights is None:
         return info.builder(**args), args
+    if is_keras_weights(weights):
+        num_classes = args.pop("num_classes", None)
+        model, _, model_args = load_keras_weights_with_args(weights, name, num_classes, progress=progress, **args)
+        return model, model_args
     return load_weights(info, args, weights, progress=progress)

@@ -31,7 +31,9 @@ from torch import nn
 
 from cnnzoo.errors import UserError
 from cnnzoo.layers import make_divisible
+from cnnzoo.models import Classifier
 from cnnzoo.preprocessing import Preprocessing
+from cnnzoo.pretrained import KERAS_NAME, keras_preprocessing
 from cnnzoo.registry import check_model_args, get_model_info
 
 try:
@@ -47,25 +49,26 @@ KERAS_ROOT = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 @dataclass(frozen=True)
 class KerasArchitecture:
-    """A ``keras.applications`` network and its cnnzoo twin (built with ``layout="keras"``)."""
+    """A ``keras.applications`` network and its cnnzoo twin (built with ``layout="keras"``); its
+    ``preprocess_input`` mode is :data:`cnnzoo.pretrained.KERAS_MODES`' (how its weights are fed is
+    known below this module, to the training data's preprocessing)."""
     model: str          # cnnzoo's name
     keras_name: str     # keras.applications' function
-    mode: str           # its preprocess_input mode (Preprocessing.keras)
     alphas: tuple = ()  # the published widths (MobileNets)
     sizes: tuple = ()   # the published resolutions (MobileNets); others are 224 only
 
 
 ARCHITECTURES = {a.model: a for a in [
-    KerasArchitecture("mobilenet_v1", "MobileNet", "tf", (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
-    KerasArchitecture("mobilenet_v2", "MobileNetV2", "tf", (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
-    KerasArchitecture("vgg16", "VGG16", "caffe"),
-    KerasArchitecture("vgg19", "VGG19", "caffe"),
-    KerasArchitecture("resnet50", "ResNet50", "caffe"),
-    KerasArchitecture("resnet101", "ResNet101", "caffe"),
-    KerasArchitecture("resnet152", "ResNet152", "caffe"),
-    KerasArchitecture("densenet121", "DenseNet121", "torch"),
-    KerasArchitecture("densenet169", "DenseNet169", "torch"),
-    KerasArchitecture("densenet201", "DenseNet201", "torch"),
+    KerasArchitecture("mobilenet_v1", "MobileNet", (0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    KerasArchitecture("mobilenet_v2", "MobileNetV2", (0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
+    KerasArchitecture("vgg16", "VGG16"),
+    KerasArchitecture("vgg19", "VGG19"),
+    KerasArchitecture("resnet50", "ResNet50"),
+    KerasArchitecture("resnet101", "ResNet101"),
+    KerasArchitecture("resnet152", "ResNet152"),
+    KerasArchitecture("densenet121", "DenseNet121"),
+    KerasArchitecture("densenet169", "DenseNet169"),
+    KerasArchitecture("densenet201", "DenseNet201"),
 ]}
 
 
@@ -296,13 +299,13 @@ def identify(weights: KerasWeights) -> KerasContents:
             pool = round((layers["fc1"][0].shape[0] / out_channels("block5_conv3")) ** 0.5)
         return KerasContents(model, None, classes("predictions"), pool)
     if "conv2_block1_0_conv" in layers:
-        model = {6: "resnet50", 23: "resnet101", 36: "resnet152"}.get(count("conv4_block"))
-        if model:
-            return KerasContents(model, None, classes("predictions"))
+        resnet = {6: "resnet50", 23: "resnet101", 36: "resnet152"}.get(count("conv4_block"))
+        if resnet:
+            return KerasContents(resnet, None, classes("predictions"))
     if "conv2_block1_0_bn" in layers:
-        model = {24: "densenet121", 32: "densenet169", 48: "densenet201"}.get(count("conv4_block"))
-        if model:
-            return KerasContents(model, None, classes("predictions"))
+        densenet = {24: "densenet121", 32: "densenet169", 48: "densenet201"}.get(count("conv4_block"))
+        if densenet:
+            return KerasContents(densenet, None, classes("predictions"))
     names = ", ".join(list(layers)[:6])
     raise UserError(f"{weights.path!r} holds no network cnnzoo knows from keras.applications (its first layers: "
                     f"{names}...); it reads {', '.join(a.keras_name for a in ARCHITECTURES.values())}")
@@ -339,7 +342,7 @@ def load_keras_weights_with_args(path_or_name: Union[str, os.PathLike], model_na
                         f"{', '.join(ARCHITECTURES)}")
     if model_args.pop("layout", "keras") != "keras":
         raise UserError("Keras weights fit layout='keras' only")
-    if str(path_or_name).lower() == "keras":
+    if str(path_or_name).lower() == KERAS_NAME:
         include_top = num_classes in (None, 1000)
         row = published_keras_file(model_name, width_mult=model_args.get("width_mult", 1.0),
                                    image_size=image_size or 224, include_top=include_top)
@@ -351,13 +354,9 @@ def load_keras_weights_with_args(path_or_name: Union[str, os.PathLike], model_na
     args = {"layout": "keras", **_model_args(held, model_name, num_classes, model_args, weights.path)}
     check_model_args(model_name, args)
     model = get_model_info(model_name).builder(**args)
+    assert isinstance(model, Classifier)  # every architecture Keras publishes is one of our classifiers
     _load_into(model, weights, held)
     return model, keras_preprocessing(model_name, image_size or 224), args
-
-
-def keras_preprocessing(model_name: str, image_size: int = 224) -> Preprocessing:
-    """How Keras' weights for ``model_name`` expect images: its family's ``preprocess_input`` mode."""
-    return Preprocessing.keras(ARCHITECTURES[model_name].mode, image_size)
 
 
 def _model_args(held: KerasContents, model_name: str, num_classes: Optional[int], model_args: dict,
@@ -380,7 +379,7 @@ def _model_args(held: KerasContents, model_name: str, num_classes: Optional[int]
     return args | ({"num_classes": num_classes} if num_classes is not None else {})
 
 
-def _load_into(model: nn.Module, weights: KerasWeights, held: KerasContents) -> None:
+def _load_into(model: Classifier, weights: KerasWeights, held: KerasContents) -> None:
     names = model.keras_layer_names()
     modules = dict(model.named_modules())
     used = set()

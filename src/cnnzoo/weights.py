@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from cnnzoo.checkpoint import Checkpoint, read_weights_file
+from cnnzoo.models import Classifier
 from cnnzoo.pretrained import resolve_weights_file
 from cnnzoo.registry import ModelError, ModelInfo
+from cnnzoo.weights_lightweight import reference_converter
 
 READ_HINT = ("weights are read as data only (weights_only=True): a file that needs Python code to load is "
              "refused and its code never runs. Give a state dict (torch.save(model.state_dict(), path)) or a "
@@ -95,12 +97,16 @@ def _looks_like_ours(info: ModelInfo, state: dict, args: dict) -> bool:
 
 
 def _convert_reference(info: ModelInfo, state: dict, path: str) -> tuple[dict, dict]:
+    """``state`` (a reference implementation's) in our names, and the arguments it implies: the
+    model's own converter (registered with it), else the lightweight families' (torchvision's, or
+    the EfficientNet-PyTorch port's for a file in its layout)."""
     example = next(iter(state))
-    if info.convert_reference_weights is None:
+    convert = info.convert_reference_weights or reference_converter(info.name, state)
+    if convert is None:
         raise ModelError(f"{path!r} is not a state dict of {info.name!r} (its key {example!r} is not one "
                          f"of ours) and {info.name!r} has no reference weights to map from")
     try:
-        return info.convert_reference_weights(state)
+        return convert(state)
     except (KeyError, ValueError, IndexError) as exc:
         where = f"cannot place key {exc.args[0]!r}" if isinstance(exc, KeyError) else f"first key {example!r}"
         raise ModelError(f"{path!r} is neither a state dict of our {info.name!r} nor of torchvision's "
@@ -146,6 +152,9 @@ def _adapt_first_conv(probe: nn.Module, state: dict, path: str) -> dict:
 
 
 def _classifier_prefix(model: nn.Module) -> str:
+    if not isinstance(model, Classifier):
+        raise ModelError(f"{type(model).__name__} has no classifier head (get_classifier()): weight files load "
+                         "into the image classifiers; a sequence model is continued from its checkpoint (--resume)")
     classifier = model.get_classifier()
     return next(n for n, m in model.named_modules() if m is classifier) + "."
 

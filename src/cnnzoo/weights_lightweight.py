@@ -12,7 +12,7 @@ import re
 from collections import defaultdict
 from typing import Callable, Optional
 
-from cnnzoo.models._convert import rename_keys
+from cnnzoo.models._convert import Rule, rename_keys
 from cnnzoo.pretrained_lite import convert_efficientnet_port, is_port_layout
 
 Converter = Callable[[dict], tuple[dict, dict]]
@@ -55,7 +55,7 @@ def convert_torchvision_mobilenet_v3(state: dict) -> tuple[dict, dict]:
     """torchvision ``mobilenet_v3_large`` / ``_small``: ``features.0`` the stem, ``features.1..n`` the
     blocks, ``features.n+1`` the last conv, ``classifier.0`` / ``.3`` the head's two linear layers."""
     last = max(int(k.split(".")[1]) for k in state if k.startswith("features."))
-    rules = [
+    rules: list[Rule] = [
         (r"features\.0\.0\.(.+)", r"stem.conv.\1"),
         (r"features\.0\.1\.(.+)", r"stem.norm.\1"),
         (rf"features\.{last}\.0\.(.+)", r"final_conv.conv.\1"),
@@ -81,7 +81,7 @@ def convert_torchvision_efficientnet(state: dict) -> tuple[dict, dict]:
     for stage in sorted(stage_blocks):
         first[stage] = sum(len(stage_blocks[s]) for s in stage_blocks if s < stage)
     last = max(int(k.split(".")[1]) for k in state if k.startswith("features."))
-    rules = [
+    rules: list[Rule] = [
         (r"features\.0\.0\.(.+)", r"stem.conv.\1"),
         (r"features\.0\.1\.(.+)", r"stem.norm.\1"),
         (rf"features\.{last}\.0\.(.+)", r"final_conv.conv.\1"),
@@ -105,7 +105,7 @@ def convert_torchvision_shufflenet_v2(state: dict) -> tuple[dict, dict]:
         table = SHUFFLE_BRANCH1 if m[3] == "1" else SHUFFLE_BRANCH2
         return f"stages.{int(m[1]) - 2}.{m[2]}.branch{m[3]}.{table[m[4]]}.{m[5]}"
 
-    rules = [
+    rules: list[Rule] = [
         (r"conv1\.0\.(.+)", r"stem.conv.\1"),
         (r"conv1\.1\.(.+)", r"stem.norm.\1"),
         (r"stage(\d)\.(\d+)\.branch([12])\.(\d)\.(.+)", unit),
@@ -119,7 +119,7 @@ def convert_torchvision_shufflenet_v2(state: dict) -> tuple[dict, dict]:
 def convert_torchvision_squeezenet(state: dict) -> tuple[dict, dict]:
     """torchvision ``squeezenet1_0`` / ``1_1``: ``features.0`` the stem conv, then its ReLU (1), so
     ``features.k`` is our ``blocks.(k-2)`` (pools have no tensors); ``classifier.1`` the final conv."""
-    rules = [
+    rules: list[Rule] = [
         (r"features\.0\.(weight|bias)", r"stem.conv.\1"),
         (r"features\.(\d+)\.(squeeze|expand1x1|expand3x3)\.(weight|bias)",
          lambda m: f"blocks.{int(m[1]) - 2}.{m[2]}.conv.{m[3]}"),

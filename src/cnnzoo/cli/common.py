@@ -21,6 +21,9 @@ MODEL_ARGUMENTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("act", dict(choices=ACT_NAMES, help="activation")),
     ("drop_rate", dict(type=float, help="dropout before the classifier")),
     ("conv_bias", dict(action=argparse.BooleanOptionalAction, default=None, help="give convolutions a bias")),
+    ("layout", dict(choices=("torch", "keras"), help="build as PyTorch's reference does (torch) or as "
+                    "keras.applications does (keras: its padding, eps and biases; the layout Keras' weights "
+                    "fit, chosen by itself with --weights keras or a .h5 file)")),
 )
 MODEL_ARGUMENT_NAMES = tuple(name for name, _ in MODEL_ARGUMENTS)
 
@@ -92,21 +95,23 @@ def input_size(text: str) -> tuple[int, int, int]:
         values = [3, values[0], values[0]]
     if len(values) != 3 or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected C,H,W (e.g. 3,224,224) or one size, got {text!r}")
-    return tuple(values)
+    return values[0], values[1], values[2]
 
 
 def add_training_options(parser: argparse.ArgumentParser, command: str, *,
-                         exclusive: tuple[str, ...] = ()) -> None:
+                         exclusive: tuple[str, ...] = (), only: tuple[str, ...] = ()) -> None:
     """Every :class:`~cnnzoo.training.TrainConfig` option that ``command`` ("train" or "compare")
     offers, derived from the field's declaration: flag, type, choices, help and default all come from
     there, so an option is added to both commands in one edit. ``exclusive`` names options of which
-    at most one may be given (compare: --epochs or --time-budget).
+    at most one may be given (compare: --epochs or --time-budget). ``only``: just these options
+    (a command that uses a few of training's settings, as lr-find).
 
     Defaults are left out of the namespace (``argparse.SUPPRESS``): :func:`training_options_from_args`
     then returns exactly what the user typed, and everything else keeps training's own default.
     """
     hints = typing.get_type_hints(TrainConfig)
     groups = {"training": parser.add_argument_group("training (unset: the default for this data and model)"),
+              "data": parser.add_argument_group("data (CSV label lists and Parquet sets)"),
               "fine-tuning": parser.add_argument_group("fine-tuning from pretrained weights"),
               "sequences": parser.add_argument_group("sequence models (WaveNet on audio or CSV series)"),
               "distributed": parser.add_argument_group("several processes (under torchrun; "
@@ -114,8 +119,10 @@ def add_training_options(parser: argparse.ArgumentParser, command: str, *,
               "output": parser.add_argument_group("output")}
     exclusive_group = groups["training"].add_mutually_exclusive_group() if exclusive else None
     for f in training_options(command):
+        if only and f.name not in only:
+            continue
         meta = f.metadata["option"]
-        target = exclusive_group if f.name in exclusive else groups[meta["group"]]
+        target = exclusive_group if exclusive_group is not None and f.name in exclusive else groups[meta["group"]]
         flag = meta["flag"] or "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
         value_type = _base_type(hints[f.name])
@@ -123,6 +130,8 @@ def add_training_options(parser: argparse.ArgumentParser, command: str, *,
             kwargs["action"] = "store_true" if f.default is False else argparse.BooleanOptionalAction
         else:
             kwargs.update(type=value_type, choices=meta["choices"], metavar=meta["metavar"])
+            if meta["optional_value"] is not None:  # `--tensorboard` alone, or `--tensorboard DIR`
+                kwargs.update(nargs="?", const=meta["optional_value"])
             if meta["cli_unit"]:
                 kwargs["metavar"] = meta["cli_unit"][0]
         unset = f.default is None or f.default is False or "default" in meta["help"]

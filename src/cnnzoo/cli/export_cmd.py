@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a checkpoint written by `cnnzoo train`, or a model name (random weights)")
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="onnx (default) or pt2 (torch.export)")
     parser.add_argument("--weights", help="with a model name: start from these weights ('torchvision', alias "
-                                          "'imagenet', or a file) instead of random ones")
+                                          "'imagenet'; 'keras'; or a file, Keras' .h5 too) instead of random ones")
     parser.add_argument("--out", help="the file to write (default: beside the checkpoint, or <model>.onnx here)")
     parser.add_argument("--opset", type=int, help="ONNX operator set, 18 or later (default: torch's)")
     parser.add_argument("--dynamic-batch", action="store_true",

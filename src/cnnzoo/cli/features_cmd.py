@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="an image folder, 'digits', 'cifar10'... (default for a checkpoint: "
                                        "the data it was trained on)")
     parser.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the features")
-    parser.add_argument("--weights", help="for a model name: 'torchvision' (alias 'imagenet') or a weights file")
+    parser.add_argument("--weights", help="for a model name: 'torchvision' (alias 'imagenet'), 'keras' (Keras' "
+                                          "published file) or a weights file (.pt, .pth, Keras' .h5)")
     parser.add_argument("--split", choices=SPLITS, help="only this split (default: every split of the data)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     parser.add_argument("--image-size", type=int,

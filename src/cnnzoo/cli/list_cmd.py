@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any, Optional
 
 from cnnzoo.pretrained import has_published_weights
+from cnnzoo.pretrained_lite import has_lite_weights
 from cnnzoo.registry import get_model_info, list_models
 from cnnzoo.text import table
 
@@ -18,9 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     infos = [get_model_info(n) for n in list_models(args.pattern)]
-    rows = [{"name": i.name, "family": i.family, "input_size": list(i.input_size),
-             "published_weights": "torchvision" if has_published_weights(i.name) else None, "paper": i.paper}
-            for i in infos]
+    rows: list[dict[str, Any]] = [{"name": i.name, "family": i.family, "input_size": list(i.input_size),
+                                   "published_weights": _published(i.name), "paper": i.paper} for i in infos]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -30,6 +31,19 @@ def run(args: argparse.Namespace) -> int:
     print(table([(r["name"], r["family"], "x".join(map(str, r["input_size"])), r["published_weights"] or "-",
                   r["paper"]) for r in rows],
                 ("model", "family", "input", "weights", "paper")))
-    if any(r["published_weights"] for r in rows):
+    shown = {r["published_weights"] for r in rows}
+    if "torchvision" in shown:
         print("\nweights: ImageNet weights published by torchvision, used with --weights torchvision")
+    if LITE in shown:
+        print(f"{'' if 'torchvision' in shown else chr(10)}{LITE}: ImageNet weights from the lite-weights "
+              "packages, used with --weights imagenet")
     return 0
+
+
+LITE = "imagenet (lite-weights)"
+
+
+def _published(name: str) -> Optional[str]:
+    if has_lite_weights(name):
+        return LITE
+    return "torchvision" if has_published_weights(name) else None

@@ -40,7 +40,7 @@ class CpuInfo:
 
 def cpu_info() -> CpuInfo:
     """The CPU's name and vector extensions (from /proc/cpuinfo on Linux; the name only elsewhere)."""
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

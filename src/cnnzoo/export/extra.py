@@ -17,7 +17,8 @@ try:
     import onnxruntime
     import onnxruntime.quantization as ort_quantization
 except ImportError:  # the extra is not installed: require_export_extra() says so when it is needed
-    onnx = onnxruntime = ort_quantization = None
+    # the modules or None: mypy sees the modules' types; every use first calls require_export_extra()
+    onnx = onnxruntime = ort_quantization = None  # type: ignore[assignment]
 
 EXTRA_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 INSTALL_HINT = "pip install 'cnnzoo[export]'"

@@ -33,16 +33,17 @@ def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     graph = _ConvAndNormAsLeaves().trace(model)
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d) or len(node.args) != 1:
             continue
         source = node.args[0]
+        norm_name = str(node.target)  # a call_module node's target is the module's name
         if (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                and isinstance(modules[source.target], nn.Conv2d) and len(source.users) == 1
+                and isinstance(modules[str(source.target)], nn.Conv2d) and len(source.users) == 1
                 and calls[source.target] == 1 and calls[node.target] == 1
-                and modules[node.target].track_running_stats):
-            pairs.append((source.target, node.target))
+                and modules[norm_name].track_running_stats):
+            pairs.append((str(source.target), norm_name))
     return pairs
 
 
@@ -56,6 +57,7 @@ def fold_bn(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     model.eval()
     for conv_name, norm_name in conv_bn_pairs(model):
         conv, norm = model.get_submodule(conv_name), model.get_submodule(norm_name)
+        assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)  # what conv_bn_pairs found
         model.set_submodule(conv_name, fuse_conv_bn_eval(conv, norm))
         model.set_submodule(norm_name, nn.Identity())
     return model

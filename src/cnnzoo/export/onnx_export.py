@@ -28,7 +28,7 @@ def check_opset(opset: Optional[int]) -> None:
                         f"{latest} (the newest this onnx knows); got {opset!r}")
 
 
-def batch_dimension(dynamic_batch: bool) -> tuple:
+def batch_dimension(dynamic_batch: bool) -> Optional[tuple]:
     """``dynamic_shapes`` for a model whose one input may take any batch size (or none: static)."""
     return ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
 
@@ -46,6 +46,7 @@ def export_onnx(model: Union[nn.Module, torch.export.ExportedProgram], input_siz
     its batch is what it was exported with."""
     require_export_extra()
     check_opset(opset)
+    args: tuple
     if isinstance(model, torch.export.ExportedProgram):
         args, dynamic_shapes = (), None
     else:
@@ -57,6 +58,8 @@ def export_onnx(model: Union[nn.Module, torch.export.ExportedProgram], input_siz
                                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
     except Exception as err:  # the exporter raises many types; all mean "this model did not export"
         raise ExportError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from err
+    if program is None:  # torch returns None only for the TorchScript exporter (dynamo=False)
+        raise ExportError("torch.onnx.export returned no ONNX program")
     proto = strip_node_metadata(program.model_proto)
     written = opset_of(proto)
     if opset is not None and written != opset:

@@ -70,7 +70,8 @@ class ExportedProgramModule(nn.Module):
         object.__setattr__(self, "_run", program.module())  # not a registered child: see above
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)
+        run: nn.Module = self.__dict__["_run"]  # set above, outside nn.Module's registry
+        return run(x)
 
 
 @dataclass

@@ -15,8 +15,9 @@ from torch import nn
 
 from cnnzoo.checkpoint import Checkpoint, ImageFields, load_checkpoint
 from cnnzoo.errors import UserError
-from cnnzoo.factory import create_model
+from cnnzoo.factory import create_model_with_args
 from cnnzoo.preprocessing import Preprocessing
+from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.registry import get_model_info, list_models, require_task
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -98,11 +99,16 @@ def load_source(model: Union[str, os.PathLike, Checkpoint, nn.Module], *, image_
         return _from_checkpoint(load_checkpoint(path), path, image_size, input_size, overrides)
     info = get_model_info(text)  # an unknown name raises, with suggestions
     _require_image_model(text)
-    net = create_model(text, **overrides).eval()
-    args = {k: v for k, v in overrides.items() if v is not None}
+    weights = overrides.pop("weights", None)
+    net, args = create_model_with_args(text, weights=weights, **overrides)
+    # what the weights were trained on travels into the file's metadata (Keras' "caffe": BGR)
+    prep = weights_preprocessing(weights, text) if weights else None
+    prep = prep.for_channels(args.get("in_chans", 3)) if prep else None
     channels = args.get("in_chans", info.input_size[0])
-    size = input_size or (channels, *((image_size, image_size) if image_size else info.input_size[1:]))
-    return ModelSource(net, text, args, tuple(size))
+    side = image_size or (prep.image_size if prep else None)
+    size = input_size or (channels, *((side, side) if side else info.input_size[1:]))
+    return ModelSource(net.eval(), text, {**args, "weights": weights} if weights else args, tuple(size),
+                       preprocessing=prep)
 
 
 def _looks_like_a_path(text: str) -> bool:

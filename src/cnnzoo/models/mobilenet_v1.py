@@ -73,11 +73,8 @@ class MobileNetV1(Classifier):
         blocks = []
         for out_channels, stride in BLOCKS:
             out_channels = spec.width(out_channels * width_mult)
-            block = DepthwiseSeparableConv(channels, out_channels, stride, **conv)
-            if stride == 2 and spec.strided_padding is not None:  # the block itself pads symmetrically
-                block.depthwise = ConvNormAct(channels, channels, 3, stride, padding=spec.strided_padding,
-                                              groups=channels, **conv)
-            blocks.append(block)
+            padding = spec.strided_padding if stride == 2 else None
+            blocks.append(DepthwiseSeparableConv(channels, out_channels, stride, padding=padding, **conv))
             channels = out_channels
         self.blocks = nn.Sequential(*blocks)
         self.num_features, self.num_classes = channels, num_classes
