@@ -355,14 +355,20 @@ def test_lite_and_keras_weights_bring_their_preprocessing(capsys):
 def test_list_and_summary_show_published_weights(capsys):
     assert main(["list", "mobilenet*"]) == 0
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line.split()[3] for line in out.splitlines() if line.startswith("mobilenet")}
-    assert rows == {"mobilenet_v1": "-", "mobilenet_v2": "torchvision", "mobilenet_v3_large": "torchvision",
-                    "mobilenet_v3_small": "torchvision"}
+    rows = {line.split()[0]: " ".join(line.split()[3:5]).split(" Howard")[0].split(" Sandler")[0]
+            for line in out.splitlines() if line.startswith("mobilenet")}
+    assert rows == {"mobilenet_v1": "keras", "mobilenet_v2": "torchvision, keras",
+                    "mobilenet_v3_large": "torchvision", "mobilenet_v3_small": "torchvision"}
+    assert "keras: keras.applications' ImageNet file" in out
     assert main(["list", "resnet18", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["published_weights"] == "torchvision"
     assert main(["summary", "resnet18", "--depth", "1"]) == 0
     assert "Published weights: torchvision ImageNet-1k, resnet18-f37072fd.pth" in capsys.readouterr().out
     assert main(["summary", "mobilenet_v1", "--depth", "1"]) == 0
+    assert "Published weights: keras.applications' ImageNet file; use --weights keras" in capsys.readouterr().out
+    assert main(["summary", "efficientnet_lite0", "--depth", "1"]) == 0
+    assert "lite-weights packages; use --weights imagenet" in capsys.readouterr().out
+    assert main(["summary", "efficientnet_lite3", "--depth", "1"]) == 0
     assert "Published weights: none" in capsys.readouterr().out
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 from typing import Any, Optional
 
-from cnnzoo.pretrained import has_published_weights
+from cnnzoo.pretrained import KERAS_MODES, has_published_weights
 from cnnzoo.pretrained_lite import has_lite_weights
 from cnnzoo.registry import get_model_info, list_models
 from cnnzoo.text import table
@@ -31,19 +31,23 @@ def run(args: argparse.Namespace) -> int:
     print(table([(r["name"], r["family"], "x".join(map(str, r["input_size"])), r["published_weights"] or "-",
                   r["paper"]) for r in rows],
                 ("model", "family", "input", "weights", "paper")))
-    shown = {r["published_weights"] for r in rows}
-    if "torchvision" in shown:
-        print("\nweights: ImageNet weights published by torchvision, used with --weights torchvision")
-    if LITE in shown:
-        print(f"{'' if 'torchvision' in shown else chr(10)}{LITE}: ImageNet weights from the lite-weights "
-              "packages, used with --weights imagenet")
+    shown = {source for r in rows for source in (r["published_weights"] or "").split(", ") if source}
+    notes = [(TORCHVISION, "ImageNet weights published by torchvision, used with --weights torchvision"),
+             (LITE, "ImageNet weights from the lite-weights packages, used with --weights imagenet"),
+             (KERAS, "keras.applications' ImageNet file, used with --weights keras (the model is then "
+                     "built in Keras' layout) or a .h5 file")]
+    explained = [f"{source}: {note}" for source, note in notes if source in shown]
+    if explained:
+        print("\n" + "\n".join(explained))
     return 0
 
 
-LITE = "imagenet (lite-weights)"
+TORCHVISION, LITE, KERAS = "torchvision", "imagenet (lite-weights)", "keras"
 
 
 def _published(name: str) -> Optional[str]:
-    if has_lite_weights(name):
-        return LITE
-    return "torchvision" if has_published_weights(name) else None
+    """Where ImageNet weights for ``name`` come from, comma-separated; None where none are published."""
+    sources = [LITE] if has_lite_weights(name) else [TORCHVISION] if has_published_weights(name) else []
+    if name in KERAS_MODES:
+        sources.append(KERAS)
+    return ", ".join(sources) or None

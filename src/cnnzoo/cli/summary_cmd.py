@@ -15,7 +15,8 @@ import json
 
 from cnnzoo.cli.common import add_model_arguments, input_size, model_overrides
 from cnnzoo.factory import create_model_with_args
-from cnnzoo.pretrained import TORCHVISION_WEIGHTS
+from cnnzoo.pretrained import KERAS_MODES, TORCHVISION_WEIGHTS
+from cnnzoo.pretrained_lite import has_lite_weights
 from cnnzoo.profiling import summary
 from cnnzoo.registry import get_model_info
 
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     print(result)
     if args.weights is not None:
         print(f"Weights: {args.weights}")
-    print(f"Published weights: {published.describe()}; use --weights torchvision" if published
+    sources = ([f"{published.describe()}; use --weights torchvision"] if published else []) + (
+        ["ImageNet-1k from the lite-weights packages; use --weights imagenet"] if has_lite_weights(args.model)
+        else []) + (["keras.applications' ImageNet file; use --weights keras"] if args.model in KERAS_MODES else [])
+    print(f"Published weights: {'; or '.join(sources)}" if sources
           else "Published weights: none (train from scratch, or start from a file with --weights PATH)")
     return 0
