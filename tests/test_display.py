@@ -125,8 +125,7 @@ def kernel_cells(tmp_path_factory):
         return run_cells([
             "import cnnzoo\nfrom cnnzoo import display\ndisplay.in_notebook()",
             COURSE_MOBILENET,
-            # cnnzoo.show_batch once the top-level export is in; the same function
-            f"from cnnzoo.data import show_batch\nshow_batch({DATA!r}, augment='light', n=6, columns=3)",
+            f"cnnzoo.show_batch({DATA!r}, augment='light', n=6, columns=3)",
             f"result = cnnzoo.train({TRAIN_TINY}, out_dir={str(tmp / 'run')!r}, on_epoch_end=display.LiveCurves())",
             "table = display.LiveOutput()\nfor n in (1, 2, 3):\n"
             "    table.show(display.html_table([(i, i * i) for i in range(n)], ('model', 'score')))",
@@ -170,8 +169,6 @@ def test_a_live_table_grows_in_one_output(kernel_cells):
     assert len(shown) == 1 and shown[0].data["text/html"].count("<tr>") == 4  # header + the last 3 rows
 
 
-@pytest.mark.xfail(strict=False, reason="needs the trainer hook: progress bars through display.progress_bar "
-                                        "and LiveCurves attached in training/trainer.py (issue 20)")
 def test_training_in_a_kernel_shows_progress_and_live_curves(tmp_path, monkeypatch):
     cells = run_cells([
         f"import cnnzoo\nresult = cnnzoo.train({TRAIN_TINY}, out_dir={str(tmp_path / 'run')!r})",

@@ -64,6 +64,13 @@ def progress_bar(total: Optional[int], *, desc: str = "", unit: str = "it", prog
     return text_bar(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True, **options)
 
 
+def steps_bar(total: Optional[int], *, desc: str = "", unit: str = "it", progress: bool = True, **options: Any):
+    """:func:`progress_bar`, or a disabled tqdm where none should be drawn: for loops that call
+    ``update``/``close`` either way (data preparation, downloads)."""
+    bar = progress_bar(total, desc=desc, unit=unit, progress=progress, **options)
+    return bar if bar is not None else text_bar(total=total, disable=True)
+
+
 # ----------------------------------------------------------------------------- HTML pieces
 
 def escape(value: Any) -> str:
@@ -97,7 +104,7 @@ def html_table(rows: Iterable[Sequence[Any]], headers: Optional[Sequence[str]] =
 def facts_html(facts: dict[str, Any], title: str = "") -> str:
     """A titled two-column list of key figures (name, value): the head of a result's display."""
     heading = f"<h4>{escape(title)}</h4>" if title else ""
-    return heading + html_table(list(facts.items()), align="lr")
+    return heading + html_table(list(facts.items()), align="ll")
 
 
 def report_html(title: str, facts: dict[str, Any], *, tables: Sequence[str] = (), figures: Sequence[Any] = ()) -> str:
@@ -162,6 +169,7 @@ def curves_figure(history: Sequence[Any], metrics: Sequence[str] = ("loss", "acc
             values = [(getattr(r, split) or {}).get(key, np.nan) for r in history]
             ax.plot(epochs, values, "o-", label=f"{'validation' if split == 'val' else split} {label}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs, not 0.96 ... 1.04
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -211,6 +219,10 @@ class LiveCurves:
     @property
     def enabled(self) -> bool:
         return self.output.enabled
+
+    def restart(self, title: str) -> None:
+        """Draw a new run's curves from its first epoch in the same place (compare: one model after another)."""
+        self.title, self.history = title, []
 
     def __call__(self, record: Any) -> None:
         if not self.enabled:

@@ -45,6 +45,7 @@ class ImageGrid:
     def png(self, dpi: int = 100) -> bytes:
         rows = -(-len(self.images) // self.columns)
         fig = new_figure(TILE_INCHES * self.columns, TILE_INCHES * rows + (0.4 if self.title else 0))
+        fig.set_layout_engine("constrained")  # room for the grid's title above the tiles' own, however few
         for i, (image, name) in enumerate(zip(self.images, self.titles)):
             ax = fig.add_subplot(rows, self.columns, i + 1)
             picture = np.asarray(image).transpose(1, 2, 0)
@@ -117,8 +118,8 @@ def show_mistakes(result: Any, images: np.ndarray, k: int = 16, columns: Optiona
     names = list(result.class_names)
     titles = [f"{names[int(result.labels[i])]} -> {names[int(result.predicted[i])]}\n"
               f"({result.confidence[i]:.0%})" for i in wrong]
-    title = (f"{len(wrong)} most confident of {int((result.predicted != result.labels).sum())} mistakes "
-             "(true -> predicted)")
+    total = int((result.predicted != result.labels).sum())
+    title = f"{len(wrong)} most confident of {total} mistake{'' if total == 1 else 's'} (true -> predicted)"
     picked = np.asarray(images)[wrong] if len(wrong) else np.zeros((0, 3, 1, 1), np.uint8)
     return ImageGrid(picked, titles, columns or _columns(max(len(wrong), 1)), title=title)
 

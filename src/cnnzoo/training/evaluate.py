@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnzoo import display
 from cnnzoo.checkpoint import Checkpoint, load_checkpoint, require_task
 from cnnzoo.config import TrainConfig
-from cnnzoo.data import BatchLoader, ImageSet, class_index_map, load_dataset
+from cnnzoo.data import BatchLoader, ImageGrid, ImageSet, class_index_map, load_dataset, show_mistakes
 from cnnzoo.devices import pick_device
 from cnnzoo.errors import UserError
-from cnnzoo.files import atomic_write_text, save_figure
+from cnnzoo.files import atomic_write_bytes, atomic_write_text
 from cnnzoo.training.tta import check_flips_allowed, predict_tta
 
 SPLITS = ("val", "test", "train", "all")
@@ -68,9 +69,10 @@ class EvalResult:
     labels: Optional[np.ndarray] = field(default=None, repr=False)      # true class (checkpoint's order)
     predicted: Optional[np.ndarray] = field(default=None, repr=False)   # predicted class
     confidence: Optional[np.ndarray] = field(default=None, repr=False)  # softmax probability of `predicted`
+    images: Optional[np.ndarray] = field(default=None, repr=False)      # the split's uint8 [N, C, H, W]
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("labels", "predicted", "confidence")}
+        out = {k: v for k, v in self.__dict__.items() if k not in PER_IMAGE}
         if self.accuracy_interval is not None:
             out["accuracy_interval"] = list(self.accuracy_interval)
         return out
@@ -79,6 +81,47 @@ class EvalResult:
         """``'test split of <data>: 10000 images (its test split, ...)'``: what every output starts with."""
         return f"{self.split} split of {self.data}: {self.num_images} images" + (
             f" ({self.split_reason})" if self.split_reason else "")
+
+    def key_figures(self) -> dict[str, str]:
+        """Accuracy (with its 95 % interval), top-5 and test-time augmentation's, and what was scored."""
+        facts = {"accuracy": _percent(self.accuracy) + (
+            f" (95 % interval {_percent(self.accuracy_interval[0])} to {_percent(self.accuracy_interval[1])})"
+            if self.accuracy_interval else "")}
+        if self.top5_accuracy is not None:
+            facts["top-5 accuracy"] = _percent(self.top5_accuracy)
+        if self.tta_accuracy is not None:
+            facts["accuracy with TTA (flips)"] = _percent(self.tta_accuracy)
+        facts["images"] = self.describe_split()
+        return facts
+
+    def show_mistakes(self, k: int = 16, columns: Optional[int] = None) -> ImageGrid:
+        """The ``k`` most confident mistakes, each titled true -> predicted class (confidence), as the
+        compare report's gallery picks them; ends a notebook cell as the picture (``.save(path)``: PNG)."""
+        if self.images is None:
+            raise UserError("this evaluation kept no images; evaluate the checkpoint again "
+                            "(cnnzoo.training.evaluate) to see its mistakes")
+        return show_mistakes(self, self.images, k, columns)
+
+    def confusion_figure(self, title: str = ""):
+        """The confusion matrix as a matplotlib figure (see :func:`confusion_figure`)."""
+        return confusion_figure(np.array(self.confusion_matrix), self.class_names, title)
+
+    def __repr__(self) -> str:
+        return "EvalResult(" + ", ".join(f"{k}: {v}" for k, v in self.key_figures().items()) + ")"
+
+    def _repr_html_(self) -> str:
+        per_class = display.html_table(
+            [(c["class"], _percent(c["precision"]), _percent(c["recall"]), c["support"]) for c in self.per_class],
+            ("class", "precision", "recall", "images"), align="lrrr", caption="Per class")
+        return display.report_html("Evaluation", self.key_figures(), tables=[per_class],
+                                   figures=[self.confusion_figure("Confusion matrix (true down, predicted across)")])
+
+
+PER_IMAGE = ("labels", "predicted", "confidence", "images")  # EvalResult's arrays: kept in memory, not written
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f} %"
 
 
 def _select_split(data, split: str):
@@ -169,10 +212,12 @@ def evaluate(checkpoint: Union[str, os.PathLike, Checkpoint], data=None, *, spli
 
     dev = pick_device(device)
     model = state.build_model().to(dev)
-    loader = BatchLoader(_select_split(data, split), batch_size, shuffle=False, preprocessing=state.image.preprocessing,
+    scored = _select_split(data, split)
+    loader = BatchLoader(scored, batch_size, shuffle=False, preprocessing=state.image.preprocessing,
                          device=dev)
     logits, labels = _predict_all(model, loader)
     result = _scores(logits, torch.from_numpy(remap)[labels], class_names)
+    result.images = scored.images  # in the loader's order (no shuffle): what show_mistakes draws
     if tta:
         tta_logits, _ = _predict_all(model, loader, tta=True)
         result.tta_accuracy = float((tta_logits.argmax(1) == torch.from_numpy(remap)[labels]).float().mean())
@@ -237,15 +282,17 @@ def _write_outputs(result: EvalResult, out_dir: Path, title: str) -> dict[str, s
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path, title: str = "") -> None:
-    """Counts, true class down the rows, predicted across; cells shaded by row share (recall)."""
-    import matplotlib
+    """``confusion_matrix.png`` beside the checkpoint: :func:`confusion_figure` as a file."""
+    atomic_write_bytes(path, display.figure_png(confusion_figure(matrix, class_names, title)))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # imported here: costly, and paid only when the matrix is drawn
 
+def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str = ""):
+    """Counts, true class down the rows, predicted across; cells shaded by row share (recall). Made
+    outside pyplot (:func:`cnnzoo.display.new_figure`): drawing it never switches a notebook's backend."""
     k = len(class_names)
     side = min(max(4.0, 0.45 * k + 2), 30)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = display.new_figure(side, side)
+    ax = fig.add_subplot()
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(k)
@@ -261,4 +308,4 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: list[str], path: Path
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig

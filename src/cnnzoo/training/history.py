@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence
 
 from cnnzoo.checkpoint import EpochRecord
 from cnnzoo.config import TrainConfig
-from cnnzoo.files import atomic_write_text, save_figure
+from cnnzoo.display import curves_figure, figure_png
+from cnnzoo.files import atomic_write_bytes, atomic_write_text
 
 # Image classification's columns, in the order a reader wants them; accuracies are fractions in
 # [0, 1]. Other tasks pass their own (Task.history_columns).
@@ -44,29 +45,7 @@ def read_history_csv(path: Path) -> list[dict[str, str]]:
 
 def plot_curves(history: list[EpochRecord], path: Path, title: str = "", metrics: Sequence[str] = ("loss", "acc"),
                 limits: Optional[dict[str, tuple[float, float]]] = None) -> None:
-    """Each metric per epoch, train and validation side by side (as in the study notes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt  # imported here: costly, and paid only when curves are drawn
-
-    limits = limits or {}
-    epochs = [record.epoch for record in history]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
-    for ax, key in zip(axes[0], metrics):
-        label = METRIC_LABELS.get(key, key)
-        ax.plot(epochs, [record.train[key] for record in history], "o-", label=f"train {label}")
-        ax.plot(epochs, [record.val[key] for record in history], "o-", label=f"validation {label}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        if key in limits:
-            ax.set_ylim(*limits[key])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-METRIC_LABELS = {"acc": "accuracy", "mae": "mean absolute error", "loss": "loss"}
+    """The run folder's ``curves.png``: each metric per epoch, train and validation side by side (as in
+    the study notes), drawn by :func:`cnnzoo.display.curves_figure` like the curves a notebook shows.
+    The figure is made outside pyplot, so drawing it never switches a notebook's matplotlib backend."""
+    atomic_write_bytes(path, figure_png(curves_figure(history, metrics, title, limits)))

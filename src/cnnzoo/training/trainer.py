@@ -22,9 +22,9 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cnnzoo import checkpoint as ckpt
+from cnnzoo import display
 from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
@@ -69,6 +69,8 @@ class TrainResult:
     test_metrics: Optional[dict[str, float]] = None
     planned_epochs: Optional[int] = None         # the epochs the run set out to do (its schedule's length)
     estimated_epoch_s: Optional[float] = None    # with a time budget: seconds per epoch, measured before training
+    metrics: tuple[str, ...] = ("loss", "acc")   # the task's, as history records name them: what the curves draw
+    metric_limits: dict[str, tuple[float, float]] = field(default_factory=dict)  # the curves' fixed y ranges
 
     @property
     def best(self) -> Optional[EpochRecord]:
@@ -91,6 +93,52 @@ class TrainResult:
     def history_rows(self) -> list[dict[str, Any]]:
         """The history as ``history.json`` holds it: one flat row per epoch (``train_loss``, ``val_acc``...)."""
         return [r.to_dict(self.unit) for r in self.history]
+
+    def key_figures(self) -> dict[str, str]:
+        """What a learner reads first, as (name, text): what and how long was trained, the best epoch
+        and its score, the test split's when there is one, speed and where the files are."""
+        epochs = f"{len(self.history)} of {self.planned_epochs or len(self.history)}"
+        if self.stopped_reason != "completed":
+            epochs += f" ({self.stopped_reason.replace('_', ' ')})"
+        facts = {"model": _model_text(self.config), "data": str(self.config.data), "epochs": epochs,
+                 "best epoch": str(self.best_epoch)}
+        if self.best is not None:
+            best = self.best.val
+            facts.update({f"best val {m}": _metric_text(m, best[m]) for m in self.metrics if m in best})
+        test = dict(self.test_metrics or {})
+        count = test.pop(f"test_{self.unit}s", None)
+        on = f" ({count:.0f} {self.unit}s)" if count else ""
+        facts.update({name.replace("_", " ", 1): _metric_text(name, value) + on for name, value in test.items()})
+        facts["training time"] = f"{self.train_time_s:.1f} s ({self.images_per_s:.0f} {self.unit}s/s)"
+        facts["files"] = self.out_dir
+        return facts
+
+    def curves_figure(self):
+        """The learning curves (each metric, train and validation, per epoch) as a matplotlib figure."""
+        return display.curves_figure(self.history, self.metrics, _curves_title(self.config), self.metric_limits)
+
+    def __repr__(self) -> str:
+        return "TrainResult(" + ", ".join(f"{k}: {v}" for k, v in self.key_figures().items()) + ")"
+
+    def _repr_html_(self) -> str:
+        figures = [self.curves_figure()] if self.history else []
+        return display.report_html(f"Training run: {self.config.model}", self.key_figures(), figures=figures)
+
+
+def _model_text(config: TrainConfig) -> str:
+    args = ", ".join(f"{k}={v}" for k, v in (config.model_args or {}).items())
+    return f"{config.model}({args})" if args else config.model
+
+
+def _metric_text(name: str, value: Optional[float]) -> str:
+    """Accuracies as percentages (as the report prints them), other metrics with four significant digits."""
+    if value is None:
+        return "-"
+    return f"{100 * value:.2f} %" if name.endswith("acc") else f"{value:.4g}"
+
+
+def _curves_title(config: TrainConfig) -> str:
+    return f"{config.model} on {config.data}"
 
 
 # --------------------------------------------------------------------------------------- set-up
@@ -391,7 +439,7 @@ def _load_task(config: TrainConfig, data, progress: bool, processes: Processes) 
     if not processes.is_main:
         processes.barrier()
     task_class = LinearProbe if config.finetune == "linear" else task_for_model(config.model)
-    task = task_class.load(config, data, progress and sys.stderr.isatty())
+    task = task_class.load(config, data, display.bars_wanted(progress))
     if processes.is_main:
         processes.barrier()
     return task
@@ -495,6 +543,7 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     log(f"data: {task.summary()}; device {run.device}; writing to {out_dir}")
     _write_history(run)
     loggers.start(config.to_dict(), out_dir, unit=task.unit)
+    live = _live_curves(run, on_epoch_end, progress)
 
     stopped_reason = "completed"
     run_start = time.perf_counter()
@@ -513,6 +562,8 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
             _write_history(run)
             loggers.log_epoch(record)
             log(_epoch_line(task, record, epochs, improved))
+            if live is not None:
+                live(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)
             if config.patience and epochs_since_best >= config.patience:
@@ -546,6 +597,16 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     return _result(run, stopped_reason, wall_time, test)
 
 
+def _live_curves(run: _Run, on_epoch_end, progress: bool) -> Optional[display.LiveCurves]:
+    """In a notebook, one figure of the curves redrawn in the cell after each epoch (as fastai's graph
+    callback), unless the caller passed its own LiveCurves (compare's, one figure for all its models)."""
+    if not progress or isinstance(on_epoch_end, display.LiveCurves) or not display.in_notebook():
+        return None
+    curves = display.LiveCurves(run.task.metrics, _curves_title(run.config), run.task.metric_limits)
+    curves.history.extend(run.history)  # resumed: the epochs before this call are on the figure too
+    return curves
+
+
 def _report_interruption(log, run: _Run, epoch: int) -> None:
     # last.pt is written only at epoch ends, so it holds the last completed epoch: resuming from
     # it is exact, where saving the half-done epoch would not be.
@@ -575,7 +636,8 @@ def _result(run: _Run, stopped_reason: str, wall_time: float, test: Optional[dic
         images_per_s=run.samples_trained / run.time_training if run.time_training else 0.0,
         monitor=run.task.monitor, unit=run.task.unit, class_names=list(run.task.class_names),
         test_metrics=test,
-        planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s)
+        planned_epochs=run.config.epochs, estimated_epoch_s=run.estimated_epoch_s,
+        metrics=tuple(run.task.metrics), metric_limits=dict(run.task.metric_limits))
 
 
 def _write_history(run: _Run, extra: Optional[dict] = None) -> None:
@@ -590,18 +652,16 @@ def _finish_files(run: _Run, stopped_reason: str, test: Optional[dict] = None) -
                          **({"best_weights": run.best_weights} if run.ema is not None else {})})
     figure = run.out_dir / "curves.png"
     if run.history and run.processes.is_main:
-        plot_curves(run.history, figure, metrics=run.task.metrics,
-                    limits=run.task.metric_limits, title=f"{run.config.model} on {run.config.data}")
+        plot_curves(run.history, figure, metrics=run.task.metrics, limits=run.task.metric_limits,
+                    title=_curves_title(run.config))
     run.loggers.finish([run.out_dir / "best.pt", run.out_dir / "history.json"], figure if figure.is_file() else None,
                        status=stopped_reason, final_metrics=test)
 
 
 def _progress_bar(progress: bool, epoch: int, epochs: int, total: int, unit: str):
-    # On a terminal only: redirected to a file, each refresh would be a carriage-return line (thousands
-    # per run); the per-epoch line says what matters there.
-    if not progress or not sys.stderr.isatty():
-        return None
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit=unit, leave=False, dynamic_ncols=True)
+    # A bar in a notebook or on a terminal; none in a redirected log, where each refresh would be a
+    # carriage-return line (thousands per run) and the per-epoch line says what matters.
+    return display.progress_bar(total, desc=f"epoch {epoch + 1}/{epochs}", unit=unit, progress=progress)
 
 
 def _epoch_line(task: Task, r: EpochRecord, epochs: int, improved: bool) -> str:
