@@ -77,15 +77,17 @@ def test_leaders_within_the_noise_are_a_tie_and_the_cheaper_is_named():
     assert [r.name for r in tied_with_best(records)] == ["vgg11_bn", "resnet18"]
     text = "\n".join(verdict(records))
     assert "no clear winner - vgg11_bn" in text and "resnet18 (73.9 %" in text
-    assert "The cheapest of them is resnet18 (1.00G MACs, 2.0x fewer than vgg11_bn)" in text
+    assert ("Recommended: resnet18 (73.9 %, 95 % interval 70.6-76.9, 1.00G MACs) - indistinguishable within the "
+            "noise from the most accurate, vgg11_bn (74.6 %, 2.00G MACs), at 2.0x fewer MACs") in text
     assert recommended(records).name == "resnet18"
 
     # The same gap on 100,000 images is beyond the noise: a winner, said to be clear.
     big = [model("vgg11_bn", 0.746, 2_000_000_000, n=100_000), model("resnet18", 0.739, 1_000_000_000, n=100_000)]
     assert [r.name for r in tied_with_best(big)] == ["vgg11_bn"]
-    assert "Most accurate: vgg11_bn (74.6 % best validation accuracy, 95 % interval 74.3-74.9, epoch 1)" in verdict(big)[0]
+    assert ("Most accurate: vgg11_bn (74.6 % best validation accuracy, 95 % interval 74.3-74.9, epoch 1)"
+            in verdict(big)[0])
     assert "ahead of resnet18 (73.9 %) beyond the noise" in verdict(big)[0]
-    assert recommended(big).name == "resnet18"  # 0.7 points: still the best trade-off
+    assert recommended(big).name == "resnet18"  # 0.7 points: within a point, at half the MACs
 
     # Seeds that disagree by 2 points make a 4-point lead on 10,000 images a tie again.
     steady = [model("a", 0.80, 2_000_000, n=10_000), model("b", 0.76, 1_000_000, n=10_000)]
@@ -233,7 +235,9 @@ def test_report_shows_seeds_curves_per_class_and_the_gallery_of_the_recommended_
                     f"Mistakes of the recommended model, {pick.name}", "Seeds", "Ties: a model is"):
         assert heading in text, heading
     md = (out / "report.md").read_text()
-    assert re.search(r"\| best acc % \| \+- seeds \| 95 % interval \|", re.sub(" +", " ", md))
+    squeezed = re.sub(" +", " ", md)
+    assert re.search(r"\| model \| val acc % \| params \|", squeezed)  # the deciding table
+    assert re.search(r"\| model \| 95 % interval \| \+- seeds \|", squeezed)  # the details, the seeds' spread
     assert "seeds 0-1" in md
 
 

@@ -53,12 +53,13 @@ def test_best_trade_off_is_cheapest_within_one_point_of_the_best():
     assert best_trade_off([failed("x")]) is None
 
 
-def test_verdict_names_most_accurate_fastest_trade_off_and_failures():
+def test_verdict_names_most_accurate_fastest_one_recommendation_and_failures():
     lines = verdict(RECORDS + [failed("broken")])
     text = "\n".join(lines)
     assert "Most accurate: big (95.0 %" in text
     assert "Fastest: mid (5.00 ms" in text
-    assert "Best trade-off: mid - within 0.5 points of the best (94.5 %) at 13.3x less compute" in text
+    assert ("Recommended: mid (94.5 %, 300.00M MACs) - within 0.5 points of the most accurate, big (95.0 %, "
+            "4.00G MACs), at 13.3x fewer MACs") in text
     assert "broken: failed - RuntimeError: out of memory" in text
 
 
@@ -118,7 +119,7 @@ def test_every_artefact_is_written_and_consistent(tmp_path):
     assert int(rows[0]["macs"]) == 4e9
 
     md = (tmp_path / "report.md").read_text()
-    assert markdown_table(records) in md and "Best trade-off: mid" in md and "out of memory" in md
+    assert markdown_table(records) in md and "Recommended: mid" in md and "out of memory" in md
     assert "![Accuracy against compute (MACs)](plots/accuracy_vs_macs.png)" in md
     assert read_results_json(tmp_path / "results.json") == doc["models"]
 
@@ -134,7 +135,7 @@ def test_html_report_is_valid_and_self_contained(tmp_path):
     assert parser.external == []          # no http(s) links, no scripts: opens with no server
     assert len(parser.images) == 4 and all(s.startswith("data:image/png;base64,") for s in parser.images)
     text = " ".join(parser.text)
-    assert "Most accurate: big" in text and "Best trade-off = the model with the fewest MACs" in text
+    assert "Most accurate: big" in text and "Recommended = the model with the fewest MACs" in text
     assert "RuntimeError: out of memory <&>" in text  # escaped in the source, intact when read
 
 

@@ -177,7 +177,7 @@ def test_cli_exit_code_progress_and_printed_table(two_models, tmp_path, monkeypa
     assert re.search(r"\| resnet18:width_mult=0\.25 +\| failed ", out)
     assert "TrainingDiverged: loss is nan at epoch 1" in out
     md = (tmp_path / "out" / "report.md").read_text()
-    assert len(re.findall(r"^\| \S+:width_mult=0\.25 +\|", md, re.M)) == 3
+    assert len(re.findall(r"^\| \S+:width_mult=0\.25 +\|", md, re.M)) == 2 * 3  # the results and their details
 
 
 def test_bad_model_spec_is_a_user_error_before_any_training(tmp_path, capsys):

@@ -11,6 +11,9 @@
 See :func:`cnnzoo.compare.runner.compare` for the options and :mod:`cnnzoo.compare.report` for what
 is written.
 """
+import sys
+import types
+
 from cnnzoo.compare.analysis import best_trade_off, pareto_front, recommended, tied_with_best, verdict
 from cnnzoo.compare.meta import ComparisonMeta
 from cnnzoo.compare.plan import PLANS, choose_plan
@@ -21,3 +24,14 @@ from cnnzoo.compare.runner import Comparison, ComparisonPlan, LatencySettings, c
 __all__ = ["compare", "plan_comparison", "run_plan", "ComparisonPlan", "Comparison", "ComparisonMeta",
            "LatencySettings", "ModelRecord", "SeedRun", "pareto_front", "best_trade_off", "tied_with_best",
            "recommended", "verdict", "write_report", "markdown_table", "PLANS", "choose_plan"]
+
+
+class _CallableModule(types.ModuleType):
+    """``cnnzoo.compare(...)`` keeps working once this package is imported: importing it binds the
+    name ``cnnzoo.compare`` to the package, which is then called as the function."""
+
+    def __call__(self, *args, **kwargs):
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

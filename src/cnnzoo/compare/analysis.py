@@ -29,7 +29,7 @@ TIE_RULE = (
     "intervals (Newcombe's square-and-add: the lead minus the root of the sum of the squared margins), "
     "each the Wilson score interval over the validation images, widened with --repeats to at least the "
     f"mean +- {SEED_SPREAD:g} standard deviations across seeds. The verdict then names no winner among "
-    "the tied models and says which of them costs the fewest MACs. The rule is cautious: it treats the "
+    "the tied models; its recommendation picks the one that costs the fewest MACs. The rule is cautious: it treats the "
     "two accuracies as independent although both are measured on the same images, so a lead it calls "
     "clear is very unlikely to be noise, while a tie may hide a small real difference."
 )
@@ -181,11 +181,8 @@ def _finished_sentences(finished: list[ModelRecord]) -> list[str]:
         quickest = min(trained, key=lambda r: _known(r.train_time_s, r, "train_time_s"))
         lines.append(f"Quickest to train: {quickest.name} ({quickest.train_time_s:.1f} s"
                      f"{' per run' if quickest.repeats > 1 else ' in all'}).")
-    lines.append(_trade_off_sentence(finished, best))
-    pick = recommended(finished)
-    if pick is not None and len(finished) > 1:
-        lines.append(f"Recommended: {pick.name} ({accuracy_text(pick)}"
-                     + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ").")
+    if len(finished) > 1:
+        lines.append(_recommendation(finished, best, tied))
     lines += [line for line in map(int8_cost_sentence, finished) if line]
     lines += [f"Over-fitting: {r.name} - training accuracy {_pct(r.final_train_acc)} against "
               f"{_pct(r.final_val_acc)} on validation at the last epoch "
@@ -218,16 +215,8 @@ def int8_cost_sentence(r: ModelRecord) -> Optional[str]:
 
 def _tie_sentence(tied: list[ModelRecord]) -> str:
     names = ", ".join(f"{r.name} ({accuracy_text(r)})" for r in tied)
-    sentence = (f"Most accurate: no clear winner - {names} are indistinguishable within the noise "
-                "(the 95 % interval of each one's difference from the leader includes zero).")
-    costed = [r for r in tied if _finite(r.macs)]
-    if costed:
-        cheapest = min(costed, key=lambda r: (_macs(r), -_acc(r)))
-        dearest = max(costed, key=_macs)
-        ratio = _macs(dearest) / _macs(cheapest) if cheapest.macs else float("inf")
-        sentence += (f" The cheapest of them is {cheapest.name} ({format_count(cheapest.macs)} MACs"
-                     + (f", {ratio:.1f}x fewer than {dearest.name}" if dearest is not cheapest else "") + ").")
-    return sentence
+    return (f"Most accurate: no clear winner - {names} are indistinguishable within the noise "
+            "(the 95 % interval of each one's difference from the leader includes zero).")
 
 
 def _clear_lead(best: ModelRecord, finished: list[ModelRecord]) -> str:
@@ -239,22 +228,24 @@ def _clear_lead(best: ModelRecord, finished: list[ModelRecord]) -> str:
     return f", ahead of {runner_up.name} ({_pct(runner_up.best_val_acc)}) beyond the noise"
 
 
-def _trade_off_sentence(finished: list[ModelRecord], best: ModelRecord) -> str:
-    pick = best_trade_off(finished)
-    if pick is None:
-        return "Best trade-off: not available (no MACs were measured)."
+def _recommendation(finished: list[ModelRecord], best: ModelRecord, tied: list[ModelRecord]) -> str:
+    """The one recommendation (RECOMMEND_RULE) and why: the verdict names no other pick."""
+    pick = recommended(finished)
+    assert pick is not None  # there is a most accurate model
+    head = (f"Recommended: {pick.name} ({accuracy_text(pick)}"
+            + (f", {format_count(pick.macs)} MACs" if _finite(pick.macs) else "") + ") - ")
     if pick.name == best.name:
-        return (f"Best trade-off: {pick.name} - no model within {TRADE_OFF_TOLERANCE_POINTS:g} point "
-                "of it costs fewer MACs.")
-    gap = (_acc(best) - _acc(pick)) * 100
-    if not _finite(best.macs):  # done records all have MACs, but a hand-written results.json may not
-        return (f"Best trade-off: {pick.name} - within {gap:.1f} points of the best "
-                f"({_pct(pick.best_val_acc)}) at {format_count(pick.macs)} MACs ({best.name}'s are not known).")
-    ratio = _macs(best) / _macs(pick) if pick.macs else float("inf")
-    cheaper = f"{ratio:.1f}x less compute" if ratio >= 1 else f"{1 / ratio:.1f}x more compute"
-    return (f"Best trade-off: {pick.name} - within {gap:.1f} points of the best "
-            f"({_pct(pick.best_val_acc)}) at {cheaper} ({format_count(pick.macs)} MACs "
-            f"against {format_count(best.macs)}).")
+        if not _finite(best.macs):
+            return head + "the most accurate; no MACs were measured to weigh it against the others."
+        return head + (f"the most accurate, and no model tied with it or within {TRADE_OFF_TOLERANCE_POINTS:g} "
+                       "point of it costs fewer MACs.")
+    why = ("indistinguishable within the noise from the most accurate" if pick.name in {r.name for r in tied} else
+           f"within {(_acc(best) - _acc(pick)) * 100:.1f} points of the most accurate")
+    if not _finite(best.macs):
+        return head + f"{why}, {best.name}, whose MACs are not known."
+    return head + (f"{why}, {best.name} ({_pct(best.best_val_acc)}, {format_count(best.macs)} MACs), at "
+                   f"{_macs(best) / max(_macs(pick), 1):.1f}x fewer MACs: the cheapest model tied with it or "
+                   f"within {TRADE_OFF_TOLERANCE_POINTS:g} point of it.")
 
 
 def accuracy_text(r: ModelRecord, label: str = "") -> str:

@@ -130,27 +130,37 @@ def _markdown(block: Block) -> str:
 
 # ---- HTML --------------------------------------------------------------------------------------
 
+# The one stylesheet: one family for all text - DejaVu Sans first, the face matplotlib draws the
+# plots' labels in, so the figures and the page read alike - and one smaller size for every
+# secondary block (tables, notes, captions, code, details), so no block sets its own. Only <pre>
+# (tracebacks, printed tables) is monospaced: its columns line up by character.
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+:root { --text: "DejaVu Sans", Verdana, system-ui, sans-serif;
+        --mono: "DejaVu Sans Mono", Menlo, Consolas, monospace; --small: 0.875rem; }
+html { font-size: 16px; }
+body { font-family: var(--text); font-size: 1rem; line-height: 1.45; margin: 2em auto; max-width: 1100px;
        padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-h3 { font-size: 1.05em; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.25rem; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+h3 { font-size: 1rem; }
+table, .note, figcaption, pre, summary, code { font-size: var(--small); }
+code, table, figcaption, summary { font-family: inherit; }
+code { background: #f3f3f3; padding: 0 0.2em; border-radius: 2px; }
 .table-wrap { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; font-weight: 600; } td.text, th.text { text-align: left; }
 tr.failed td, tr.interrupted td { background: #fdecea; }
 tr.front td:first-child { font-weight: bold; }
-.verdict li { margin: 0.3em 0; } .note { color: #555; font-size: 0.9em; }
-.plots { display: flex; flex-wrap: wrap; gap: 1em; } .plots figure { margin: 0; }
+.verdict li { margin: 0.3em 0; } .note { color: #555; }
+.plots { display: flex; flex-wrap: wrap; gap: 1em; } figure { margin: 0 0 1em 0; }
 .plots img { max-width: 520px; width: 100%; border: 1px solid #eee; }
 img.wide { max-width: 760px; width: 100%; border: 1px solid #eee; }
 .gallery { display: flex; flex-wrap: wrap; gap: 0.8em; }
-.gallery figure { margin: 0; width: 112px; font-size: 0.75em; text-align: center; }
+.gallery figure { width: 112px; text-align: center; }
 .gallery img { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated;
                border: 1px solid #ccc; background: #fafafa; }
 .gallery figcaption span { display: block; } .gallery .wrong { color: #b00020; } .gallery .index { color: #888; }
-pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+pre { font-family: var(--mono); background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
 """
 
 
@@ -168,9 +178,9 @@ def _html(block: Block) -> list[str]:
     if isinstance(block, Heading):
         return [f"<h{block.level}>{esc(block.text)}</h{block.level}>"]
     if isinstance(block, Paragraph):
-        return [f"<p>{_bold(esc(block.text)) if block.bold_marks else esc(block.text)}</p>"]
+        return [f"<p>{_bold(_code(esc(block.text))) if block.bold_marks else _code(esc(block.text))}</p>"]
     if isinstance(block, Note):
-        return [f'<p class="note">{esc(block.text)}</p>']
+        return [f'<p class="note">{_code(esc(block.text))}</p>']
     if isinstance(block, Bullets):
         return [f'<ul class="{block.style}">' if block.style else "<ul>",
                 *(f"<li>{esc(item)}</li>" for item in block.items), "</ul>"]
@@ -228,6 +238,14 @@ def _html_table(block: Table) -> list[str]:
         out.append(f'<tr class="{style}">{cells}</tr>' if style else f"<tr>{cells}</tr>")
     out += ["</table>", "</div>"]
     return out + ([f'<p class="note">{esc(block.styles_note)}</p>'] if block.styles_note else [])
+
+
+def _code(text: str) -> str:
+    """`a command` in running text as code, as Markdown shows it (an unpaired backtick stays)."""
+    pieces = text.split("`")
+    if len(pieces) % 2 == 0:
+        return text
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
 
 
 def _bold(text: str) -> str:

@@ -14,6 +14,7 @@ from typing import Optional
 from cnnzoo import training
 from cnnzoo.text import MISSING, table
 from cnnzoo.training import TrainConfig
+from cnnzoo.training.budget import FILL_AT_MOST_TIMES, budget_plan
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,23 @@ class Estimate:
         return self.epochs * self.epoch_s * self.repeats
 
 
-def estimate_model(name: str, config: TrainConfig, task, repeats: int = 1) -> Estimate:
+def estimate_model(name: str, config: TrainConfig, task, repeats: int = 1, *, fill: bool = False) -> Estimate:
     """Measure model ``name``'s run of ``config`` (resolved: :func:`cnnzoo.training.resolved_config`) on
-    the data of ``task``; a failure to measure (out of memory...) is noted, not raised: training will say more."""
+    the data of ``task``; a failure to measure (out of memory...) is noted, not raised: training will say more.
+    ``fill``: no epoch count was given, so a time budget fills the time as the trainer will fill it."""
     try:
         epoch_s = training.estimate_epoch_seconds(config, task)  # as the run will measure itself
     except Exception as err:  # noqa: BLE001 - an estimate must never stop the comparison
         return Estimate(name, config.image_size, repeats=repeats, note=f"not measured ({type(err).__name__})")
     note = f"budget {config.time_budget_s / 60:.3g} min per run" if config.time_budget_s else ""
-    return Estimate(name, config.image_size, config.batch_size, training.epochs_within_budget(config, epoch_s),
-                    epoch_s, repeats, note)  # the epochs by the trainer's own rule
+    plan = budget_plan(config, epoch_s, fill=fill) if config.time_budget_s else None
+    if plan is not None and plan.capped:
+        note += f", capped at {FILL_AT_MOST_TIMES}x the default epochs (it holds {plan.holds:,})"
+    elif config.time_budget_s and epoch_s > config.time_budget_s:  # the run still does one whole epoch
+        note += f"; one epoch overruns it {epoch_s / config.time_budget_s:.1f}x"
+    return Estimate(name, config.image_size, config.batch_size,
+                    training.epochs_within_budget(config, epoch_s, fill=fill),  # the epochs by the trainer's own rule
+                    epoch_s, repeats, note)
 
 
 def plan_table(estimates: list[Estimate], budget_s: Optional[float] = None) -> str:

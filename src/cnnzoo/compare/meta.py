@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from cnnzoo.compare.estimate import Estimate
+from cnnzoo.compare.estimate import Estimate, format_duration
+from cnnzoo.compare.plan import ImageSize
 from cnnzoo.compare.results import jsonable
-from cnnzoo.training.config import TrainConfig, training_options
+from cnnzoo.registry import get_model_info
+from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, TrainConfig, training_options
 
 TITLE = "cnnzoo comparison"
 EVERY_MODEL = "*"  # the model name of the settings every model shares; each model's own config replaces it
@@ -130,3 +132,45 @@ class ComparisonMeta:
 def as_meta(meta: "ComparisonMeta | dict") -> ComparisonMeta:
     """``meta`` as given, or a dict (from a ``results.json``, or written by hand) read into a record."""
     return meta if isinstance(meta, ComparisonMeta) else ComparisonMeta.from_dict(meta)
+
+
+def settings_notes(shared: TrainConfig, user_options: set, repeats: int, total_time_s: Optional[float],
+                   models: Sequence[str], image_sizes: Sequence[tuple[str, ImageSize]] = ()) -> list[str]:
+    """How the shared settings were chosen, in sentences, about the ``models`` compared (registry
+    names) only; ``image_sizes``: (spec, how its size was chosen) per model."""
+    batch_note = "" if "batch_size" in user_options else (
+        f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
+    notes = [f"Batch size {shared.batch_size} for every model{batch_note}.", _family_note(shared, models)]
+    notes += [line for line in (size.sentence(spec) for spec, size in image_sizes) if line]
+    if repeats > 1:
+        notes.append(f"Each model was trained {repeats} times, with seeds {shared.seed} to "
+                     f"{shared.seed + repeats - 1}: a seed sets initialisation, batch order and "
+                     "augmentation, and the validation split of data split by seed (built-in, synthetic, "
+                     "CIFAR; a folder's split is fixed by its file names). Every model sees the same "
+                     "split for the same seed. Accuracies are means +- standard deviations over the "
+                     "seeds; per-class numbers and mistakes are the first seed's.")
+    if total_time_s is not None:
+        notes.append(f"Total budget {format_duration(total_time_s)} of training, shared equally: "
+                     f"{format_duration(shared.time_budget_s)} per run, each run's schedule "
+                     "fitted to the epochs that budget holds.")
+    return notes
+
+
+def _family_note(shared: TrainConfig, models: Sequence[str]) -> str:
+    """Which of the compared models train with their family's own optimizer and learning rate."""
+    resolved = "each run's resolved settings are in results.json, train_config"
+    if shared.optimizer is not None or shared.lr is not None:
+        return f"Optimizer and learning rate as given, for every model ({resolved})."
+    families: dict[str, list[str]] = {}
+    for model in dict.fromkeys(models):
+        family = get_model_info(model).family
+        if family in FAMILY_TRAINING:
+            families.setdefault(family, []).append(model)
+    if not families:
+        return f"Every model trains with cnnzoo train's defaults for the options not given ({resolved})."
+    own = "; ".join(f"{', '.join(names)} ({family} family): " + ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in FAMILY_TRAINING[family].items())
+        for family, names in families.items())
+    others = [m for m in models if get_model_info(m).family not in families]
+    return (f"Family training defaults, used because neither --optimizer nor --lr was given: {own}. "
+            + (f"The other models use cnnzoo train's defaults ({resolved})." if others else f"({resolved}.)"))

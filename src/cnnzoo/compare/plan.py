@@ -1,4 +1,5 @@
-"""What ``cnnzoo compare`` trains when it is given no models, and for how many epochs.
+"""What ``cnnzoo compare`` trains when it is given no models, and for how many epochs; and the
+image size each model trains at.
 
 One member of each family, at widths that fit the work per epoch (training images x pixels per
 image): on the built-in digits (1,437 train images at 32 px) the whole comparison must finish in a
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Optional
 
+from cnnzoo.pretrained import weights_preprocessing
 from cnnzoo.text import format_count, table
 
 
@@ -64,3 +67,38 @@ def plans_table() -> str:
     rows = [(p.name, _pixels(p.max_pixels_per_epoch), f"{p.images_seen:,}",
              f"{p.min_epochs}-{p.max_epochs}", ", ".join(p.models)) for p in PLANS]
     return table(rows, ("plan", "pixels/epoch up to", "images seen", "epochs", "models"), "lrrl")
+
+
+# Where a model's image size came from (ImageSize.source), strongest first.
+FROM_SPEC, FROM_OPTION, FROM_WEIGHTS, FROM_DATA = "spec", "--image-size", "weights", "data"
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    """The side one model trains at, and why; ``size`` None: the data's own."""
+
+    size: Optional[int]
+    source: str
+    weights: Optional[str] = None  # what the weights were, when they decided it
+
+    def sentence(self, name: str) -> str:
+        """A line for the report, said only when the weights decided: the others are what was asked."""
+        if self.source != FROM_WEIGHTS:
+            return ""
+        return (f"{name} trains at {self.size} px, the input size its {self.weights} weights were trained at "
+                f"(set image_size=N in its spec, or --image-size, for another).")
+
+
+def model_image_size(model: str, spec_size: Optional[int], option_size: Optional[int],
+                     weights: Optional[str]) -> ImageSize:
+    """The side ``model`` trains at: its spec's ``image_size``, else ``--image-size``, else the size its
+    pretrained ``weights`` expect (their preprocessing record says it: an ImageNet start fed images at
+    a quarter of its resolution wastes what it learned), else the data's own (None)."""
+    if spec_size is not None:
+        return ImageSize(spec_size, FROM_SPEC)
+    if option_size is not None:
+        return ImageSize(option_size, FROM_OPTION)
+    prep = weights_preprocessing(weights, model) if weights else None
+    if prep is not None:
+        return ImageSize(prep.image_size, FROM_WEIGHTS, weights)
+    return ImageSize(None, FROM_DATA)

@@ -10,6 +10,7 @@ turns into Markdown and one into HTML, so the two reports cannot drift apart.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -19,7 +20,6 @@ from cnnzoo.compare.analysis import (
     OVERFIT_RULE,
     RECOMMEND_RULE,
     TIE_RULE,
-    TRADE_OFF_RULE,
     done,
     int8_cost_sentence,
     pareto_front,
@@ -53,14 +53,15 @@ Records = Sequence[Union[ModelRecord, dict]]
 Meta = Union[ComparisonMeta, dict]
 
 UNITS_NOTE = (
+    "val acc % = the best validation accuracy +- half its 95 % interval: the noise to read it with "
+    "(over the validation images, Wilson score interval; with repeats, at least mean +- 2 std across "
+    "seeds; the exact bounds are in the details). The validation split is the same for every model; "
+    "the best epoch is chosen on these same images, which flatters it a little; the test split, when "
+    "the data has one, does not. "
     "MACs = multiply-adds per image at the training image size (FLOPs = 2 x MACs). "
-    "Weights MB = parameters + buffers stored as fp32, in 10^6 bytes. "
-    "Latency = median over repeats, model in eval mode, on the training device; "
-    "batch 1 and the training batch size, both given per image. "
-    "Accuracies are on the validation split, which is the same for every model; the 95 % interval is "
-    "over its images (Wilson score interval; with repeats, at least mean +- 2 std across seeds). The "
-    "best epoch is chosen on these same images, which flatters the best accuracy a little; the test "
-    "split, when the data has one, does not."
+    "ms/img = latency per image at batch 1 (at the training batch size in the details), median over "
+    "repeats, model in eval mode, on the training device. "
+    "size MB = parameters + buffers stored as fp32, in 10^6 bytes. train s = training time per run."
 )
 RUNTIME_NOTE = (  # added to UNITS_NOTE when the latencies were measured under `compare --runtime`
     " Latency under {runtime}: the trained model (the first seed's) exported, verified against PyTorch and "
@@ -90,61 +91,90 @@ def _interval(r: ModelRecord) -> str:
     return MISSING if interval is None else f"{format_percent(interval[0])}-{format_percent(interval[1])}"
 
 
-# The results table as data: (header, record field or function of the record, formatter, shown when).
-# report.md, report.html and the table printed at the end all come from this one list; a column whose
-# condition no record meets is left out (one seed: no +- column; no test split: no test column).
-ALWAYS = None
-COLUMNS: tuple[tuple[str, Any, Callable, Any], ...] = (
-    ("model", "name", str, ALWAYS),
-    ("status", "status", str, ALWAYS),
-    ("params", "params", format_count, ALWAYS),
-    ("MACs", "macs", format_count, ALWAYS),
-    ("px", "image_size", _num("d"), lambda rs: len({r.image_size for r in rs if r.image_size}) > 1),
-    ("weights MB", "weights_mb", _num(".2f"), ALWAYS),
-    ("epochs", "epochs_run", _num("d"), ALWAYS),
-    ("train s", "train_time_s", _num(".1f"), ALWAYS),
-    ("s/epoch", "time_per_epoch_s", _num(".2f"), ALWAYS),
-    ("train img/s", "train_images_per_s", _num(".0f"), ALWAYS),
-    ("ms/img @1", "latency_b1_ms", _num(".2f"), ALWAYS),
-    ("ms/img @batch", "latency_batch_ms_per_image", _num(".3f"), ALWAYS),
-    ("best acc %", "best_val_acc", format_percent, ALWAYS),
-    ("+- seeds", "best_val_acc_std", format_percent, lambda rs: any(r.best_val_acc_std is not None for r in rs)),
-    ("95 % interval", _interval, str, lambda rs: any(r.done and r.interval() is not None for r in rs)),
-    ("final acc %", "final_val_acc", format_percent, ALWAYS),
-    ("best epoch", "best_epoch", _num("d"), ALWAYS),
-    ("test acc %", "test_acc", format_percent, lambda rs: any(r.test_acc is not None for r in rs)),
-    ("TTA acc %", "tta_acc", format_percent, lambda rs: any(r.tta_acc is not None for r in rs)),
-    ("int8 acc % (change)", _int8_accuracy, str, lambda rs: any(r.runtime_accuracy for r in rs)),
+def _accuracy_and_noise(r: ModelRecord) -> Optional[str]:
+    """'94.5 +- 1.8': the best validation accuracy and half its 95 % interval (the noise to read it with)."""
+    if r.best_val_acc is None:
+        return None
+    interval = r.interval()
+    if interval is None:
+        return format_percent(r.best_val_acc)
+    return f"{format_percent(r.best_val_acc)} +- {format_percent((interval[1] - interval[0]) / 2)}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a results table: a record field (or a function of the record), its format, and
+    when it is shown (None: always; else a test on the records: one seed has no +- column)."""
+
+    header: str
+    key: Union[str, Callable[[ModelRecord], Any]]
+    fmt: Callable[[Any], str] = str
+    shown: Optional[Callable[[list[ModelRecord]], bool]] = None
+    text: bool = False  # left-aligned words; numbers are right-aligned
+
+    def cell(self, record: ModelRecord) -> str:
+        value = self.key(record) if callable(self.key) else getattr(record, self.key)
+        return MISSING if value is None else self.fmt(value)
+
+
+def _some_unfinished(rs: list[ModelRecord]) -> bool:
+    return any(not r.done for r in rs)
+
+
+def _sizes_differ(rs: list[ModelRecord]) -> bool:
+    return len({r.image_size for r in rs if r.image_size}) > 1
+
+
+# The results as two tables: what decides (report.md, report.html and the table printed at the end
+# of `cnnzoo compare`), and the rest, in the report only; results.csv has every number. A column
+# whose condition no record meets is left out.
+DECIDING: tuple[Column, ...] = (
+    Column("model", "name", text=True),
+    Column("status", "status", shown=_some_unfinished, text=True),
+    Column("px", "image_size", _num("d"), _sizes_differ),
+    Column("val acc %", _accuracy_and_noise),
+    Column("test acc %", "test_acc", format_percent, lambda rs: any(r.test_acc is not None for r in rs)),
+    Column("params", "params", format_count),
+    Column("MACs", "macs", format_count),
+    Column("ms/img", "latency_b1_ms", _num(".2f")),
+    Column("size MB", "weights_mb", _num(".2f")),
+    Column("train s", "train_time_s", _num(".1f")),
+)
+DETAILS: tuple[Column, ...] = (
+    Column("model", "name", text=True),
+    Column("95 % interval", _interval, shown=lambda rs: any(r.done and r.interval() is not None for r in rs)),
+    Column("+- seeds", "best_val_acc_std", format_percent, lambda rs: any(r.best_val_acc_std is not None for r in rs)),
+    Column("final acc %", "final_val_acc", format_percent),
+    Column("best epoch", "best_epoch", _num("d")),
+    Column("epochs", "epochs_run", _num("d")),
+    Column("s/epoch", "time_per_epoch_s", _num(".2f")),
+    Column("train img/s", "train_images_per_s", _num(".0f")),
+    Column("ms/img @batch", "latency_batch_ms_per_image", _num(".3f")),
+    Column("TTA acc %", "tta_acc", format_percent, lambda rs: any(r.tta_acc is not None for r in rs)),
+    Column("int8 acc % (change)", _int8_accuracy, shown=lambda rs: any(r.runtime_accuracy for r in rs)),
 )
 
 
-def _columns(records: list[ModelRecord]):
-    return [c for c in COLUMNS if c[3] is ALWAYS or c[3](records)]
+def _shown(columns: Sequence[Column], records: list[ModelRecord]) -> list[Column]:
+    return [c for c in columns if c.shown is None or c.shown(records)]
 
 
-def _cell(record: ModelRecord, key, fmt: Callable) -> str:
-    value = key(record) if callable(key) else getattr(record, key)
-    return MISSING if value is None else fmt(value)
-
-
-def table_rows(records: Records) -> list[list[str]]:
-    """The results table as strings, header first."""
+def table_rows(records: Records, columns: Sequence[Column] = DECIDING) -> list[list[str]]:
+    """A results table as strings, header first (the deciding columns unless others are given)."""
     records = as_records(records)
-    columns = _columns(records)
-    rows = [[header for header, *_ in columns]]
-    for r in records:
-        rows.append([_cell(r, key, fmt) for _, key, fmt, _ in columns])
-    return rows
+    shown = _shown(columns, records)
+    return [[c.header for c in shown]] + [[c.cell(r) for c in shown] for r in records]
+
+
+def table_align(records: Records, columns: Sequence[Column] = DECIDING) -> str:
+    """'l' for each column of words, 'r' for each of numbers."""
+    return "".join("l" if c.text else "r" for c in _shown(columns, as_records(records)))
 
 
 def markdown_table(records: Records) -> str:
-    """A pipe table, padded so it also reads well as plain text in a terminal."""
+    """The deciding columns as a pipe table, padded so it also reads well as plain text in a terminal."""
     header, *body = table_rows(records)
-    return table(body, header, _results_align(header), markdown=True)
-
-
-def _results_align(header: list[str]) -> str:
-    return "ll" + "r" * (len(header) - 2)  # model and status are text, every other column a number
+    return table(body, header, table_align(records), markdown=True)
 
 
 def write_report(out_dir: Path, records: Records, meta: Meta) -> dict[str, Path]:
@@ -184,7 +214,7 @@ def report_blocks(records: list[ModelRecord], meta: ComparisonMeta, plots: dict[
     blocks: list[Block] = [Heading(meta.title, level=1), Paragraph(_setting_line(meta), bold_marks=True)]
     blocks += [Note(note) for note in meta.notes]
     blocks += [Heading("Verdict"), Bullets(tuple(verdict(records)), style="verdict")]
-    blocks += [Note(rule) for rule in (TRADE_OFF_RULE, TIE_RULE, RECOMMEND_RULE)]
+    blocks += [Note(rule) for rule in (TIE_RULE, RECOMMEND_RULE)]
     blocks += _results_blocks(records)
     for heading, section in sections(records, meta, plots):
         blocks += [Heading(heading), *section]
@@ -222,11 +252,16 @@ def _results_blocks(records: list[ModelRecord]) -> list[Block]:
     header, *body = table_rows(records)
     front = set(pareto_front(records, "macs"))
     styles = tuple(" ".join([r.status] + (["front"] if r.name in front else [])) for r in records)
+    details_header, *details = table_rows(records, DETAILS)
     blocks: list[Block] = [
         Heading("Results"),
-        Table(tuple(header), tuple(map(tuple, body)), _results_align(header), row_styles=styles,
+        Table(tuple(header), tuple(map(tuple, body)), table_align(records), row_styles=styles,
               styles_note="Bold names: on the accuracy-vs-MACs Pareto front."),
-        Note(units_note(records))]
+        Note(units_note(records)),
+        Heading("Training and timing details", level=3),
+        Table(tuple(details_header), tuple(map(tuple, details)), table_align(records, DETAILS)),
+        Note("Every number of every model, with the settings it was trained with, is in results.csv and "
+             "results.json.")]
     fronts = [f"Pareto front (accuracy vs {what}): {', '.join(front)}"
               for front, what in ((pareto_front(records, "macs"), "MACs"),
                                   (pareto_front(records, "latency_b1_ms"), "latency at batch 1")) if front]

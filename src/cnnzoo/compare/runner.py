@@ -16,7 +16,6 @@ import dataclasses
 import gc
 import shutil
 import statistics
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -25,15 +24,16 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from cnnzoo import training
+from cnnzoo import display, training
 from cnnzoo.checkpoint import load_checkpoint
-from cnnzoo.compare.analysis import accuracy_text
+from cnnzoo.compare.analysis import accuracy_text, verdict
 from cnnzoo.compare.estimate import Estimate, estimate_model, format_duration, plan_table
 from cnnzoo.compare.gallery import per_class_from_evaluation
-from cnnzoo.compare.meta import EVERY_MODEL, ChosenSet, ComparisonMeta, DataSummary
-from cnnzoo.compare.plan import DefaultPlan, choose_plan, plans_table
+from cnnzoo.compare.meta import EVERY_MODEL, ChosenSet, ComparisonMeta, DataSummary, settings_notes
+from cnnzoo.compare.plan import DefaultPlan, ImageSize, choose_plan, model_image_size, plans_table
+from cnnzoo.compare.plots import PLOTS
 from cnnzoo.compare.record import ModelRecord, SeedRun, interval_over_images_and_seeds, mean_and_std
-from cnnzoo.compare.report import markdown_table, write_report
+from cnnzoo.compare.report import markdown_table, table_align, table_rows, write_report
 from cnnzoo.compare.results import find_reusable, jsonable, model_slug, read_results_json
 from cnnzoo.data import DataSplits, load_dataset
 from cnnzoo.devices import pick_device
@@ -41,7 +41,7 @@ from cnnzoo.errors import UserError
 from cnnzoo.profiling import measure_latency, summary
 from cnnzoo.registry import check_model_args, parse_model_spec, require_task
 from cnnzoo.training import TrainConfig, TrainResult
-from cnnzoo.training.config import FAMILY_TRAINING, MIN_STEPS_PER_EPOCH, make_config, training_options
+from cnnzoo.training.config import make_config, training_options
 from cnnzoo.training.distributed import Processes
 from cnnzoo.training.loggers import RunLoggers, open_loggers
 from cnnzoo.training.tta import check_flips_allowed
@@ -209,6 +209,28 @@ class Comparison:
     def table(self) -> str:
         return markdown_table(self.models)
 
+    def __repr__(self) -> str:
+        done = sum(m.done for m in self.models)
+        return (f"Comparison({done} of {len(self.models)} models finished on {self.meta.data.source}; "
+                f"report in {self.out_dir})\n{self.table()}")
+
+    def _repr_html_(self) -> str:
+        """The results table, the verdict and the report's main plots (read back from its folder)."""
+        done = sum(m.done for m in self.models)
+        facts = {"data": self.meta.data.source, "models": f"{done} of {len(self.models)} finished",
+                 "report": str(self.paths.get("report.html", self.out_dir))}
+        sentences = "".join(f"<li>{display.escape(s)}</li>" for s in verdict(self.models))
+        plots = [path.read_bytes() for path in (self.paths.get(f"plots/{stem}.png") for stem, _ in PLOTS[:4])
+                 if path is not None and path.is_file()]
+        return display.report_html("Comparison", facts, tables=[results_html(self.models),
+                                                                f"<h4>Verdict</h4><ul>{sentences}</ul>"], figures=plots)
+
+
+def results_html(records: Sequence[ModelRecord]) -> str:
+    """The results table of the report (its columns and formats) as an HTML table."""
+    header, *body = table_rows(list(records))
+    return display.html_table(body, header, align=table_align(records))
+
 
 def parse_entries(specs: Sequence[str]) -> list[ModelEntry]:
     """Model specs -> entries, every name and argument checked before anything trains."""
@@ -281,28 +303,32 @@ def plan_comparison(models: Optional[Sequence[str]] = None, *, out_dir: str | Pa
     if shared.tta:
         check_flips_allowed(shared.data)
     log = log if is_main else _silent  # under torchrun every process trains; rank 0 alone reports
-    # A progress bar only on a terminal: redirected to a file each refresh would be a line of its own.
-    data = DataCache(shared, progress=progress and sys.stderr.isatty())
+    # A progress bar in a notebook or on a terminal: redirected to a file each refresh would be a line of its own.
+    data = DataCache(shared, progress=display.bars_wanted(progress))
     splits = data.splits(shared.image_size)
     default_set = choose_plan(len(splits.train), splits.image_size)
     if entries is None:
         entries = parse_entries(default_set.models)
         log(plans_table())
         log(default_set.describe())
+    # each model's side: its spec's, else --image-size, else its pretrained weights', else the data's
+    sizes = [model_image_size(e.model, e.image_size, shared.image_size, e.weights or shared.weights)
+             for e in entries]
     shared = replace(shared, image_size=splits.image_size,
                      **_budget(shared, default_set.epochs, total_time_s, runs=len(entries) * repeats))
     latency = latency or LatencySettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = read_results_json(out_dir / "results.json")
-    planned = tuple(_plan_model(entry, shared, data, previous, repeats, latency.runtime, is_main)
-                    for entry in entries)
+    planned = tuple(_plan_model(entry, size, shared, data, previous, repeats, latency.runtime, is_main)
+                    for entry, size in zip(entries, sizes))
     table_text = plan_table([p.estimate for p in planned], total_time_s)
     log("plan (estimated from a few measured training steps per model):\n" + table_text)
     chosen = None if models else default_set
     meta = _meta(splits, replace(shared, batch_size=planned[0].settings.config.batch_size), chosen,
                  user_options=set(options), image_sizes=data.image_sizes, repeats=repeats,
-                 total_time_s=total_time_s, estimates=[p.estimate for p in planned], plan_text=table_text)
+                 total_time_s=total_time_s, estimates=[p.estimate for p in planned], plan_text=table_text,
+                 models=[e.model for e in entries], model_sizes=[(e.name, size) for e, size in zip(entries, sizes)])
     return ComparisonPlan(planned, out_dir, meta, data, repeats=repeats, latency=latency, default_set=chosen,
                           progress=progress, is_main=is_main, started=started)
 
@@ -315,6 +341,10 @@ def run_plan(plan: ComparisonPlan, *, train: TrainFunction = training.train,
     log = log if plan.is_main else _silent
     records: list[ModelRecord] = []
     n = len(plan.models)
+    # In a notebook: the table of finished models grows in one place, the curves of the model in
+    # training redraw in another (nothing elsewhere, nothing with progress=False).
+    live = plan.progress and plan.is_main and display.in_notebook()
+    table, curves = display.LiveOutput(enabled=live), display.LiveCurves(enabled=live)
     for k, planned in enumerate(plan.models, 1):
         if planned.reused is not None:
             log(f"[{k}/{n}] {planned.entry.name}: already done with these settings in {plan.out_dir}; not retrained")
@@ -324,7 +354,7 @@ def run_plan(plan: ComparisonPlan, *, train: TrainFunction = training.train,
         log(f"[{k}/{n}] {planned.entry.name}: training"
             + (f" {len(seeds)} times (seeds {seeds[0]}-{seeds[-1]})" if len(seeds) > 1 else "") + " ...")
         try:
-            record = _attempt(plan, planned, train)
+            record = _attempt(plan, planned, train, curves)
         except KeyboardInterrupt:
             records.append(_unfinished(planned, "interrupted", "stopped by Ctrl-C while training"))
             records += [_unfinished(p, "interrupted", "not started: the run was interrupted before this model")
@@ -334,6 +364,7 @@ def run_plan(plan: ComparisonPlan, *, train: TrainFunction = training.train,
             raise
         records.append(record)
         log(_finished_line(k, n, record))
+        table.show(results_html(records))
         _write(plan, records)
         _free_memory()
     paths, meta = _write(plan, records)
@@ -380,10 +411,11 @@ def _budget(shared: TrainConfig, default_epochs: int, total_time_s: Optional[flo
     return {}
 
 
-def _plan_model(entry: ModelEntry, shared: TrainConfig, data: DataCache, previous: list[dict], repeats: int,
-                runtime: str, is_main: bool) -> PlannedModel:
-    """One model's config, resolved settings, earlier result and estimated time."""
-    splits = data.splits(entry.image_size or shared.image_size)
+def _plan_model(entry: ModelEntry, size: ImageSize, shared: TrainConfig, data: DataCache, previous: list[dict],
+                repeats: int, runtime: str, is_main: bool) -> PlannedModel:
+    """One model's config (at ``size``: see :func:`cnnzoo.compare.plan.model_image_size`), resolved
+    settings, earlier result and estimated time."""
+    splits = data.splits(size.size or shared.image_size)
     config = replace(shared, model=entry.model, model_args=dict(entry.model_args), image_size=splits.image_size,
                      weights=entry.weights or shared.weights)
     task = training.task_for_model(entry.model).load(config, data=splits)
@@ -396,7 +428,8 @@ def _plan_model(entry: ModelEntry, shared: TrainConfig, data: DataCache, previou
     elif not is_main:  # only rank 0 prints and reports the plan
         estimate = Estimate(entry.name, splits.image_size, repeats=repeats)
     else:
-        estimate = estimate_model(entry.name, resolved, task, repeats)
+        # no --epochs: a time budget fills the time, as the trainer will fill it
+        estimate = estimate_model(entry.name, resolved, task, repeats, fill=config.epochs is None)
     return PlannedModel(entry, config, settings, estimate,
                         reused=None if reused is None else ModelRecord.from_dict(reused),
                         resume=_was_interrupted(previous, entry.name, settings.to_dict()))
@@ -414,10 +447,11 @@ def _write(plan: ComparisonPlan, records: list[ModelRecord]) -> tuple[dict[str, 
     return (write_report(plan.out_dir, records, meta) if plan.is_main else {}), meta
 
 
-def _attempt(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction) -> ModelRecord:
+def _attempt(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction,
+             curves: display.LiveCurves) -> ModelRecord:
     """Train and measure one model; any failure becomes a "failed" record instead of an exception."""
     try:
-        record = _train_and_measure(plan, planned, train)
+        record = _train_and_measure(plan, planned, train, curves)
     except Exception as err:  # noqa: BLE001 - one model's failure must not stop the others
         record = _unfinished(planned, "failed", f"{type(err).__name__}: {err}",
                              traceback.format_exc().splitlines()[-TRACEBACK_LINES:])
@@ -426,17 +460,18 @@ def _attempt(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction) 
     return record
 
 
-def _train_and_measure(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction) -> ModelRecord:
+def _train_and_measure(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction,
+                       curves: display.LiveCurves) -> ModelRecord:
     model_dir = plan.out_dir / planned.entry.slug
     if not planned.resume and model_dir.exists():
         # A run of this model with other settings, or one that failed: it is superseded, and the
         # trainer (rightly) refuses to write over a folder that holds a run.
         shutil.rmtree(model_dir)
     first_seed, *other_seeds = plan.seeds
-    first = _train_one(plan, planned, train, model_dir, first_seed)  # measured, and its best.pt evaluated
+    first = _train_one(plan, planned, train, model_dir, first_seed, curves)  # measured, and its best.pt evaluated
     runs, speeds = [SeedRun.from_result(first_seed, first)], [float(first.images_per_s or 0.0)]
     for seed in other_seeds:
-        result = _train_one(plan, planned, train, model_dir, seed)
+        result = _train_one(plan, planned, train, model_dir, seed, curves)
         runs.append(SeedRun.from_result(seed, result))
         speeds.append(float(result.images_per_s or 0.0))
         del result
@@ -453,14 +488,18 @@ def _train_and_measure(plan: ComparisonPlan, planned: PlannedModel, train: Train
 
 
 def _train_one(plan: ComparisonPlan, planned: PlannedModel, train: TrainFunction, model_dir: Path,
-               seed: int) -> TrainResult:
-    """One run of ``planned`` with ``seed``, continuing from its last.pt when the plan says so."""
+               seed: int, curves: display.LiveCurves) -> TrainResult:
+    """One run of ``planned`` with ``seed``, continuing from its last.pt when the plan says so; in a
+    notebook, its curves drawn live in ``curves`` (passed only then: a ``train`` may not take it)."""
     run_dir = model_dir if plan.repeats == 1 else model_dir / f"seed-{seed}"
     config = replace(planned.config, seed=seed, out_dir=str(run_dir),
                      resume=planned.resume and (run_dir / "last.pt").exists())
     loggers = _run_loggers(plan, config, f"{planned.entry.slug}-seed{seed}")
-    result = train(config, data=plan.data.splits(planned.config.image_size, seed), progress=plan.progress,
-                   **({"loggers": loggers} if loggers else {}))
+    extra: dict[str, Any] = {"loggers": loggers} if loggers else {}
+    if curves.enabled:
+        curves.restart(f"{planned.entry.name}" + (f", seed {seed}" if plan.repeats > 1 else ""))
+        extra["on_epoch_end"] = curves
+    result = train(config, data=plan.data.splits(planned.config.image_size, seed), progress=plan.progress, **extra)
     if result.stopped_reason == "interrupted":  # the trainer catches Ctrl-C to save its checkpoint
         raise KeyboardInterrupt
     return result
@@ -603,42 +642,15 @@ def _finished_line(k: int, n: int, record: ModelRecord) -> str:
 
 def _meta(splits: DataSplits, shared: TrainConfig, chosen: Optional[DefaultPlan], user_options: set, *,
           image_sizes: list[int], repeats: int, total_time_s: Optional[float], estimates: list[Estimate],
-          plan_text: str) -> ComparisonMeta:
+          plan_text: str, models: list[str], model_sizes: list[tuple[str, ImageSize]]) -> ComparisonMeta:
     """What the report says about the whole comparison: data, shared settings, how they were chosen."""
     return ComparisonMeta(
         data=DataSummary.from_splits(splits, shared.data, image_sizes), settings=shared,
         device=str(pick_device(shared.device)), repeats=repeats, total_time_s=total_time_s,
         estimates=tuple(estimates), estimate_table=plan_text, created=time.strftime("%Y-%m-%d %H:%M:%S"),
-        notes=tuple(_notes(shared, user_options, repeats, total_time_s)),
+        notes=tuple(settings_notes(shared, user_options, repeats, total_time_s, models, model_sizes)),
         chosen=None if chosen is None else ChosenSet(chosen.name, tuple(chosen.models), chosen.epochs,
                                                      chosen.describe(), plans_table()))
-
-
-def _notes(shared: TrainConfig, user_options: set, repeats: int, total_time_s: Optional[float]) -> list[str]:
-    """How the shared settings were chosen, in sentences."""
-    batch_note = "" if "batch_size" in user_options else (
-        f" (sized to the data: at least {MIN_STEPS_PER_EPOCH} optimizer steps per epoch)")
-    notes = [
-        f"Batch size {shared.batch_size} for every model{batch_note}.",
-        "Per-family training defaults, used unless --optimizer or --lr is given: "
-        + "; ".join(f"{family}: " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                                              for k, v in options.items())
-                    for family, options in FAMILY_TRAINING.items())
-        + ". Other families use cnnzoo train's defaults (each run's resolved settings are in "
-          "results.json, train_config).",
-    ]
-    if repeats > 1:
-        notes.append(f"Each model was trained {repeats} times, with seeds {shared.seed} to "
-                     f"{shared.seed + repeats - 1}: a seed sets initialisation, batch order and "
-                     "augmentation, and the validation split of data split by seed (built-in, synthetic, "
-                     "CIFAR; a folder's split is fixed by its file names). Every model sees the same "
-                     "split for the same seed. Accuracies are means +- standard deviations over the "
-                     "seeds; per-class numbers and mistakes are the first seed's.")
-    if total_time_s is not None:
-        notes.append(f"Total budget {format_duration(total_time_s)} of training, shared equally: "
-                     f"{format_duration(shared.time_budget_s)} per run, each run's schedule "
-                     "fitted to the epochs that budget holds.")
-    return notes
 
 
 def _free_memory() -> None:

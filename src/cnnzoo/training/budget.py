@@ -24,6 +24,12 @@ from cnnzoo.training.optim import build_optimizer
 from cnnzoo.training.tasks import Task
 
 PROBE_STEPS = 3  # training steps timed before a budgeted run fixes its schedule (the first is a warm-up)
+# A budget filled without --epochs runs at most this many times the default epoch count. An epoch that
+# costs next to nothing (a linear probe on cached features, a few small images) would otherwise plan
+# thousands of epochs: the measurement leaves out each epoch's fixed cost (its checkpoint, the
+# loaders' start), so the run would stop long before its schedule decays, and passes over the same
+# images beyond a few hundred fit the noise rather than help.
+FILL_AT_MOST_TIMES = 5
 
 
 def measure_epoch_seconds(task: Task, model: nn.Module, train_loader, val_loader, config: TrainConfig,
@@ -66,28 +72,62 @@ def estimate_epoch_seconds(config: TrainConfig, task: Task) -> float:
         return measure_epoch_seconds(task, model, train_loader, val_loader, config, device)
 
 
-def epochs_within_budget(config: TrainConfig, epoch_s: float) -> int:
-    """The epochs a run does under its time budget: those asked for, at most as many as fit."""
+def epochs_within_budget(config: TrainConfig, epoch_s: float, *, fill: bool = False) -> int:
+    """The epochs a run does under its time budget: those asked for, at most as many as fit (``fill``:
+    no --epochs given, so the budget fills the time as :func:`budget_plan` says)."""
     if not config.time_budget_s:
         return resolved(config.epochs)
-    return min(resolved(config.epochs), max(1, int(config.time_budget_s // max(epoch_s, 1e-9))))
+    return budget_plan(config, epoch_s, fill=fill).epochs
 
 
 def epochs_filling_budget(config: TrainConfig, epoch_s: float) -> int:
-    """The epochs a budget holds when no epoch count was asked for: the budget fills the time."""
-    return max(1, int(resolved(config.time_budget_s) // max(epoch_s, 1e-9)))
+    """The epochs a budget holds when no epoch count was asked for: the budget fills the time, up to
+    :data:`FILL_AT_MOST_TIMES` the default count (see :func:`budget_plan` for why)."""
+    return budget_plan(config, epoch_s, fill=True).epochs
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetPlan:
+    """The epochs a time budget gives a run, and how they were decided."""
+
+    epochs: int
+    holds: int     # the epochs the budget holds at the measured speed
+    asked: int     # the epochs asked for (with ``fill``: the default count)
+    capped: bool   # ``fill`` would have gone past FILL_AT_MOST_TIMES x asked
+
+    def sentence(self, budget_s: float, epoch_s: float) -> str:
+        """The log line: what was measured, the epochs planned, and why."""
+        plural = "s" if self.epochs != 1 else ""
+        start = f"time budget {budget_s / 60:g} min: about {epoch_s:.2g} s per epoch (measured), so "
+        if self.capped:
+            return (start + f"{self.epochs} epoch{plural} ({FILL_AT_MOST_TIMES}x the default {self.asked}; the "
+                    f"budget would hold {self.holds:,}, but passes beyond that fit noise and the measurement "
+                    "leaves out each epoch's fixed cost); the learning-rate schedule is fitted to them")
+        instead = f" instead of {self.asked}" if self.epochs < self.asked else ""
+        return start + f"{self.epochs} epoch{plural}{instead}; the learning-rate schedule is fitted to them"
+
+
+def budget_plan(config: TrainConfig, epoch_s: float, *, fill: bool = False) -> BudgetPlan:
+    """The epochs of a run with a time budget: those asked for, at most as many as fit; with ``fill``
+    (no --epochs given) as many as fit, more than the default count if they do, but at most
+    :data:`FILL_AT_MOST_TIMES` times it."""
+    asked = resolved(config.epochs)
+    holds = max(1, int(resolved(config.time_budget_s) // max(epoch_s, 1e-9)))
+    if not fill:
+        return BudgetPlan(min(asked, holds), holds, asked, capped=False)
+    most = FILL_AT_MOST_TIMES * asked
+    return BudgetPlan(min(holds, most), holds, asked, capped=holds > most)
 
 
 def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool = False) -> TrainConfig:
     """The run's epochs cut to what the budget holds (``fill``: no --epochs given, so as many as it
-    holds, more than the default count if they fit), so that the schedule (its warm-up and decay)
-    is planned for the epochs that will run and the run ends with a decayed learning rate; the
-    fitted value is stored in the config, so a resumed run keeps the plan."""
-    epochs = epochs_filling_budget(config, epoch_s) if fill else epochs_within_budget(config, epoch_s)
-    asked = resolved(config.epochs)
-    log(f"time budget {resolved(config.time_budget_s) / 60:g} min: about {epoch_s:.1f} s per epoch (measured), so "
-        f"{epochs} epoch{'s' if epochs != 1 else ''}" + (f" instead of {asked}" if epochs < asked
-                                                       else "") + "; the learning-rate schedule is fitted to them")
+    holds, more than the default count if they fit, up to FILL_AT_MOST_TIMES that count), so that
+    the schedule (its warm-up and decay) is planned for the epochs that will run and the run ends
+    with a decayed learning rate; the fitted value is stored in the config, so a resumed run keeps
+    the plan."""
+    plan = budget_plan(config, epoch_s, fill=fill)
+    log(plan.sentence(resolved(config.time_budget_s), epoch_s))
+    epochs = plan.epochs
     return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(resolved(config.warmup_epochs), epochs / 2))
 
 
