@@ -100,7 +100,8 @@ def test_offline_says_which_file_to_place_where(tmp_path, monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(cifar, "download", offline)
-    with pytest.raises(DataError, match=r"offline.*cifar-100-python.tar.gz.*place it at .*eb9058c3a382ffc7106e4002c42a8d85"):
+    expected = r"offline.*cifar-100-python.tar.gz.*place it at .*eb9058c3a382ffc7106e4002c42a8d85"
+    with pytest.raises(DataError, match=expected):
         load_dataset("cifar100", cache_dir=tmp_path, progress=False)
     assert not list(tmp_path.iterdir()) or not (tmp_path / "cifar-100-python.tar.gz").exists()
 

@@ -17,8 +17,8 @@ import sys
 from cnnzoo import training
 from cnnzoo.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from cnnzoo.cli.common import add_model_arguments, add_training_options, model_overrides, training_options_from_args
+from cnnzoo.display import METRIC_LABELS
 from cnnzoo.training.distributed import Processes
-from cnnzoo.training.history import METRIC_LABELS
 
 HELP = "train a model (checkpoints, history, learning curves; --resume continues exactly)"
 TAKES_MODEL_OVERRIDES = True

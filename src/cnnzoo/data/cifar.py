@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cnnzoo.data.builtin import resize_batch
 from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, stratified_split
+from cnnzoo.display import steps_bar
 
 CIFAR_DEFAULT_SIZE = 32
 
@@ -66,8 +66,8 @@ def download(url: str, dest: Path, progress: bool = True) -> None:
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                      disable=not progress, leave=False) as bar:
+            with steps_bar(total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
+                           progress=progress) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     out.write(block)
                     bar.update(len(block))

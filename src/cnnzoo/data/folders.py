@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import IMAGE_EXTENSIONS, decode_image
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name
+from cnnzoo.display import steps_bar
 from cnnzoo.files import list_files
 
 FOLDER_DEFAULT_SIZE = 64
@@ -206,7 +206,7 @@ def decode_files(paths: list[Path], writer: CacheWriter, size: int, resize: str,
                          and sys.platform == "linux")
         executor = "processes" if use_processes else "threads"
     keep = np.ones(len(paths), dtype=bool)
-    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False)
+    bar = steps_bar(len(paths), desc=desc, unit="img", progress=progress)
     pool: Executor
     tasks: list[DecodeTask]
     if executor == "processes":

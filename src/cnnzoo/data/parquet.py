@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cnnzoo.data.cache import CacheWriter, open_prepared, open_splits, read_manifest, split_bounds
 from cnnzoo.data.decode import decode_image
 from cnnzoo.data.folders import FOLDER_DEFAULT_SIZE, warn_skipped
 from cnnzoo.data.splits import DataError, DataSplits, channel_stats, hold_out_by_name, label_vocabulary
+from cnnzoo.display import steps_bar
 
 IMAGE_COLUMNS = ("image", "img")  # Hugging Face's names; any struct column with encoded bytes also does
 LABEL_COLUMNS = ("label", "labels", "class", "category", "fine_label")
@@ -231,7 +231,7 @@ def _prepare(pq, folder: Path, root: Path, files: list[ParquetSplitFile], class_
     destination[np.argsort(split_of_row, kind="stable")] = np.arange(len(labels))
     keep = np.ones(len(labels), dtype=bool)
     skipped = []
-    bar = tqdm(total=len(labels), desc=f"preparing {root.name}", unit="img", disable=not progress, leave=False)
+    bar = steps_bar(len(labels), desc=f"preparing {root.name}", unit="img", progress=progress)
     # Threads: Pillow releases the GIL while decoding and resizing, and the encoded bytes stay in this process.
     with CacheWriter(folder, len(labels), size) as writer, ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         start = 0
