@@ -183,6 +183,32 @@ class AudioFields:
 
 
 @dataclass(frozen=True)
+class SeriesMember:
+    """One series of several learned by one global model (a long file's id, a wide file's column):
+    its own standardisation (after the transform), length, train/validation boundary, last three
+    steps and ``tail``, its last receptive field (and the transform's lag) in the CSV's units."""
+
+    name: str
+    mean: float
+    std: float
+    length: int
+    boundary: int
+    last_steps: Optional[tuple[Any, ...]]
+    tail: tuple[float, ...]
+
+    def __post_init__(self):
+        _tuples(self, ("last_steps", "tail"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "tail": list(self.tail),
+                "last_steps": None if self.last_steps is None else list(self.last_steps)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SeriesMember":
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
 class SeriesFields:
     """A WaveNet on a CSV series: receptive field, window, validation context and training samples as
     for audio; the columns modelled, the step column (None when the file has none), the per-column
@@ -207,14 +233,22 @@ class SeriesFields:
     # such as "log+seasonal-diff") and its seasonal period; "none" is what files before them did.
     transform: str = "none"
     season: int = 1
+    # Several series learned by one global model (--id-column or --wide): one SeriesMember each,
+    # with its own standardisation and tail, and the long file's id column (None for a wide one).
+    # Then ``columns`` are the file's value column(s), and mean, std and tail describe no one series
+    # (empty). No members: one series, as files before them.
+    members: tuple[SeriesMember, ...] = ()
+    id_column: Optional[str] = None
 
     def __post_init__(self):
         _tuples(self, ("columns", "mean", "std", "last_steps", "tail"))
+        object.__setattr__(self, "members", tuple(m if isinstance(m, SeriesMember) else SeriesMember.from_dict(m)
+                                                  for m in self.members))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "columns": list(self.columns), "mean": list(self.mean),
                 "std": list(self.std), "last_steps": None if self.last_steps is None else list(self.last_steps),
-                "tail": [list(row) for row in self.tail]}
+                "tail": [list(row) for row in self.tail], "members": [m.to_dict() for m in self.members]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SeriesFields":

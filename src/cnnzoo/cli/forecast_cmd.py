@@ -5,6 +5,8 @@ examples:
   cnnzoo forecast best.pt --horizon 12 --out next_year.csv          # continue the training CSV itself
   cnnzoo forecast best.pt --data sales.csv --horizon 12 --temperature 1 --seed 2 --out path.csv
   cnnzoo forecast best.pt --data sales.csv --horizon 12 --samples 200 --backtest 3 --out next.csv
+  cnnzoo forecast runs/wavenet_small-stores/best.pt --data stores.csv --horizon 12 --out stores_next.csv
+  cnnzoo forecast runs/wavenet_small-stores/best.pt --series north --horizon 12 --out north.csv
 
 The forecast follows the model's predicted mean step by step (a point forecast), each prediction fed
 back as the next input; --temperature above 0 draws one sample path instead. --samples N draws N
@@ -15,6 +17,10 @@ with one line saying whether the model beats seasonal naive; the table goes besi
 columns the model was trained on (and its step column, which the forecast's steps continue: numbers by
 their last difference, dates by months or by their last interval). Writes the forecast as CSV and a PNG
 of history and forecast beside it.
+
+A global model of several series (trained with --id-column or --wide) forecasts each of them, or the
+one --series names: the CSV then has a series column, the PNG a panel per series, and the backtest a
+table per series and the mean MASE over all.
 """
 from __future__ import annotations
 
@@ -41,20 +47,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "seasonal-naive and ETS baselines (needs --data)")
     parser.add_argument("--season", type=int, metavar="N",
                         help="the seasonal period for the seasonal baseline and MASE (default: the model's)")
+    parser.add_argument("--series", metavar="NAME",
+                        help="a global model of several series: forecast this one only (default: all)")
     add_generation_arguments(parser, "CSV")
 
 
 def run(args: argparse.Namespace) -> int:
     forecast = forecast_series(args.checkpoint, args.data, horizon=args.horizon, temperature=args.temperature,
                                seed=args.seed, condition=args.condition, samples=args.samples,
-                               backtest=args.backtest, season=args.season, device=args.device, threads=args.threads)
+                               backtest=args.backtest, season=args.season, series=args.series, device=args.device,
+                               threads=args.threads)
     written = forecast.save(args.out, plot=not args.no_plot)
     if forecast.backtest is not None:
         print(forecast.backtest.table())
         print(forecast.backtest.verdict())
     print(sampling_description(forecast.temperature, "series") + (
         f"; 10th/50th/90th percentiles of {forecast.samples} sample paths" if forecast.samples else ""))
-    print(f"forecast of {', '.join(forecast.columns)}: {forecast.horizon} steps after {forecast.history.shape[1]} "
-          f"of {forecast.source} ({forecast.step_column or 'step'} {forecast.steps[0]} to {forecast.steps[-1]})")
+    print(forecast.summary())
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -15,7 +15,8 @@ A gap (an empty cell, a short row) or text in a number column is refused, naming
 
 Several series in one file (:func:`read_panel_csv`): long (an id, a time and a value column) or
 wide (a time column and one column per series), one :class:`Series` each; there a gap in the time
-column or a step out of order is refused too, with its row.
+column or a step out of order is refused too, with its row. :func:`split_panel` splits each on its
+own (transformed and standardised by its own training part), for one global model.
 """
 from __future__ import annotations
 
@@ -54,9 +55,16 @@ class Series:
     step_column: Optional[str]
     source: str
     name: str = ""  # which series of a file of several (its id, or its column)
+    lines: Optional[list[int]] = None  # the file's line of every step, to name rows in errors
 
     def __len__(self) -> int:
         return self.values.shape[1]
+
+    @property
+    def where(self) -> str:
+        """The file, the series (of several) and its rows, as an error names them."""
+        rows = f", rows {self.lines[0]} to {self.lines[-1]}" if self.lines else ""
+        return f"{self.source}: series {self.name!r}{rows}" if self.name else self.source
 
     def split(self, val_fraction: float = 0.2, *, val_steps: Optional[int] = None,
               transform: Optional[SeriesTransform] = None) -> SeriesSplits:
@@ -66,7 +74,7 @@ class Series:
         standardised by the training part's statistics."""
         if val_steps is not None:
             if not 0 < val_steps < len(self) - 1:
-                raise DataError(f"{self.source}: cannot hold out {val_steps} of {len(self)} steps")
+                raise DataError(f"{self.where}: cannot hold out {val_steps} of {len(self)} steps")
             val_fraction = val_steps / len(self)
         transform = transform or SeriesTransform()
         train, _ = split_in_time(self.values, val_fraction)
@@ -74,13 +82,13 @@ class Series:
         changed = transform.apply(self.values).astype(np.float32)  # [C, T - lag]: the first lag steps have no past
         cut = boundary - transform.lag
         if cut < 2:
-            raise DataError(f"{self.source}: {len(self)} steps leave {cut} for training after the "
+            raise DataError(f"{self.where}: {len(self)} steps leave {cut} for training after the "
                             f"{transform.name} transform")
         train, val = changed[:, :cut], changed[:, cut:]
         mean = train.mean(axis=1)
         std = train.std(axis=1)
         std = np.where(std > 0, std, 1.0)  # a constant column stays as it is, shifted to 0
-        name = Path(self.source).name
+        name = self.name or Path(self.source).name
         return SeriesSplits(SignalSet([(train - mean[:, None]) / std[:, None]], [name]),
                             SignalSet([(val - mean[:, None]) / std[:, None]], [name]),
                             mean.astype(np.float32), std.astype(np.float32), self, boundary, transform)
@@ -116,6 +124,18 @@ class SeriesSplits:
             return (torch.as_tensor(mean, dtype=values.dtype, device=values.device),
                     torch.as_tensor(std, dtype=values.dtype, device=values.device))
         return mean, std
+
+
+def split_panel(series: Sequence[Series], val_fraction: float = 0.2, *,
+                transform: Optional[SeriesTransform] = None) -> list[SeriesSplits]:
+    """Several series, each split in time and standardised by its own training part (:meth:`Series.split`,
+    the same ``transform`` for all): what one global model trains on, its windows drawn from every one."""
+    if not series:
+        raise DataError("no series to split")
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        raise DataError(f"{series[0].source}: two series share a name ({', '.join(names)})")
+    return [s.split(val_fraction, transform=transform) for s in series]
 
 
 def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[str], None] = None, *,
@@ -190,7 +210,8 @@ def read_panel_csv(path: Union[str, os.PathLike], *, id_column: Optional[str] = 
         wide = read_series_csv(path, chosen, step_column=step)
         if wide.steps is not None:
             _check_steps(path, wide.steps, list(range(2, len(wide) + 2)), step or "")
-        return [Series(wide.values[i:i + 1].copy(), [column], wide.steps, step, str(path), column)
+        lines = [line for line, _ in rows]
+        return [Series(wide.values[i:i + 1].copy(), [column], wide.steps, step, str(path), column, lines)
                 for i, column in enumerate(chosen)]
     if id_column not in header:
         raise DataError(f"{path} has no id column {id_column!r}{_suggest(id_column, header)}; its columns: "
@@ -226,7 +247,8 @@ def read_panel_csv(path: Union[str, os.PathLike], *, id_column: Optional[str] = 
     series = []
     for name, (values, steps, lines) in groups.items():
         _check_steps(path, steps, lines, step, f"series {name!r}: ")
-        series.append(Series(np.asarray([values], dtype=np.float32), [value_name], steps, step, str(path), name))
+        series.append(Series(np.asarray([values], dtype=np.float32), [value_name], steps, step, str(path), name,
+                             lines))
     return series
 
 

@@ -162,15 +162,16 @@ def parse_transform(name: str, season: int = 1) -> SeriesTransform:
     return SeriesTransform(tuple(steps), level, season)
 
 
-def choose_transform(train: np.ndarray, season: int = 1) -> SeriesTransform:
+def choose_transform(train: Union[np.ndarray, Sequence[np.ndarray]], season: int = 1) -> SeriesTransform:
     """The default transform for a training part ``[C, T]`` in the CSV's units (module docstring);
-    its ``reason`` says which test decided. Several columns: a step is taken when every column calls for it."""
-    train = np.asarray(train, dtype=np.float64)
+    its ``reason`` says which test decided. Several columns, or several series (a list of 1-D
+    training parts of any lengths, for one global model): a step is taken when every one calls for it."""
+    train = [np.asarray(row, dtype=np.float64) for row in train]
     steps: list[Step] = []
     reasons = []
     if all(_multiplicative(row, season) for row in train):
         steps.append(Log())
-        train = np.log(train)
+        train = [np.log(row) for row in train]
         reasons.append("positive, with changes that grow with the level")
     seasonal = season > 1 and all(_seasonal_acf(row, season) >= SEASONAL_ACF for row in train)
     if seasonal:

@@ -14,6 +14,10 @@ M4 competition) and MASE, the MAE divided by the in-sample MAE of the seasonal-n
 (Hyndman & Koehler 2006; M4 scales by the seasonal one): below 1 is better than repeating the last
 season one step ahead within the history. With sample paths, ``coverage`` is the share of actual
 values inside the 10th-90th percentile band (80 % when the intervals are right).
+
+**Several series** (one global model, :class:`PanelBacktest`): a backtest per series, and over all
+of them the mean MASE and sMAPE, which have no units and so average across series of any scale (as
+the M4 competition ranks); MAE and RMSE stay per series, where their units mean something.
 """
 from __future__ import annotations
 
@@ -151,6 +155,98 @@ class Backtest:
         atomic_write_text(path, self.to_csv())
         atomic_write_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
         return [path, json_path]
+
+
+@dataclass(frozen=True)
+class PanelBacktest:
+    """The backtests of one global model on several series (``series``, one :class:`Backtest` each)
+    and ``overall``: per method, the series' MASE, sMAPE and coverage averaged (MAE and RMSE left
+    empty: their units differ from series to series)."""
+
+    series: tuple[Backtest, ...]
+
+    @property
+    def overall(self) -> Backtest:
+        first = self.series[0]
+        rows = []
+        for method in (r.method for r in first.rows):
+            rows_of = [b.row(method) for b in self.series]
+            scored = [r for r in rows_of if not (r.note and math.isnan(r.mae))]
+            if not scored:
+                rows.append(BacktestRow(method, note=rows_of[0].note))
+                continue
+            covered = [r.coverage for r in scored if r.coverage is not None]
+            rows.append(BacktestRow(method, mase=_mean(np.array([r.mase for r in scored])),
+                                    smape=float(np.mean([r.smape for r in scored])),
+                                    coverage=float(np.mean(covered)) if covered else None))
+        horizons = {b.horizon for b in self.series}
+        return Backtest(tuple(rows), horizons.pop() if len(horizons) == 1 else 0, first.origins, first.season,
+                        (f"all {len(self.series)} series",), first.source)
+
+    def row(self, method: str) -> BacktestRow:
+        """``method``'s row over all series."""
+        return self.overall.row(method)
+
+    def worse(self) -> list[str]:
+        """The series whose forecast is worse than the seasonal-naive one (by MASE, else MAE)."""
+        names = []
+        for b in self.series:
+            model, baseline = b.row(MODEL), b.row(SEASONAL_NAIVE)
+            ours, theirs = ((model.mase, baseline.mase) if math.isfinite(model.mase) else (model.mae, baseline.mae))
+            if ours > theirs:
+                names.append(", ".join(b.columns))
+        return names
+
+    def table(self) -> str:
+        """Every series' table, then the one over all of them."""
+        overall = self.overall.table().split("\n", 1)[1]
+        title = (f"over all {len(self.series)} series of {self.overall.source or 'the file'}: the mean MASE and "
+                 f"sMAPE (MAE and RMSE have each series' units: see its table)")
+        return "\n\n".join([b.table() for b in self.series] + [title + "\n" + overall])
+
+    def verdict(self) -> str:
+        """The verdict on the mean MASE, and which series lose to seasonal naive."""
+        overall = self.overall
+        if not math.isfinite(overall.row(MODEL).mase):
+            line = "MASE is undefined for every series (each repeats itself exactly): see each series' table"
+        else:
+            line = f"over all {len(self.series)} series: {overall.verdict()}"
+        worse = self.worse()
+        if worse and len(worse) < len(self.series):
+            line += f"; worse than seasonal naive on {len(worse)} of {len(self.series)}: {', '.join(worse)}"
+        return line
+
+    def _repr_html_(self) -> str:
+        return "".join([self.overall._repr_html_()] + [b._repr_html_() for b in self.series])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"series": [b.to_dict() for b in self.series]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PanelBacktest:
+        return cls(tuple(Backtest.from_dict(b) for b in values["series"]))
+
+    def to_csv(self) -> str:
+        """One table: a ``series`` column, each series' rows, then the overall rows."""
+        parts = [(", ".join(b.columns), b) for b in self.series] + [("overall", self.overall)]
+        lines = [f"series,{parts[0][1].to_csv().splitlines()[0]}"]
+        for name, b in parts:
+            lines += [f"{_csv_cell(name)},{row}" for row in b.to_csv().splitlines()[1:]]
+        return "\n".join(lines) + "\n"
+
+    def save(self, path) -> list[Path]:
+        """The table as CSV at ``path`` and the record as JSON beside it (atomically)."""
+        path = Path(path)
+        json_path = path.with_suffix(".json")
+        atomic_write_text(path, self.to_csv())
+        atomic_write_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        return [path, json_path]
+
+
+def _csv_cell(text: str) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow([text])
+    return buffer.getvalue()
 
 
 def _mean(values: np.ndarray) -> float:

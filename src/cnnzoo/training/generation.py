@@ -7,6 +7,8 @@
     fc.save("forecast.csv")                                                           # + forecast.png
     fc = forecast_series(checkpoint, "sales.csv", horizon=12, samples=200, backtest=3)
     print(fc.backtest.table()); fc.save("next.csv")      # + p10/p50/p90 columns, a shaded band, backtest.csv
+    fcs = forecast_series("runs/wavenet_small-stores/best.pt", "stores.csv", horizon=12)   # a global model:
+    fcs.save("stores_next.csv")                          # a PanelForecast, a series column, a panel each
 
 Both run the incremental path (:meth:`cnnzoo.models.wavenet.WaveNet.generate`: one step per layer
 per sample, Paine et al. 2016) and read everything they need from the checkpoint's task fields:
@@ -21,7 +23,12 @@ With ``samples`` it draws that many paths besides, for the 10th, 50th and 90th p
 series' forecast goes through :class:`SeriesForecaster`: the checkpoint's transform
 (:mod:`cnnzoo.data.series_transforms`) and standardisation on the way in, both inverted on the way
 out, so the forecast is in the CSV's units; ``backtest`` scores it on the history's end against the
-baselines (:mod:`cnnzoo.training.backtest`).
+baselines (:mod:`cnnzoo.training.backtest`). A global model of several series (its checkpoint's
+``members``) forecasts each series with that series' own standardisation: a :class:`PanelForecast`
+of one :class:`Forecast` per series (``series=`` picks one).
+
+In a notebook, a :class:`Forecast` or :class:`PanelForecast` ending a cell shows its table, backtest
+and plot, and :class:`GeneratedAudio` an inline player with its waveform (``_repr_html_``).
 """
 from __future__ import annotations
 
@@ -36,16 +43,16 @@ from typing import Optional, Sequence, TypeVar, Union, cast
 import numpy as np
 import torch
 
-from cnnzoo.checkpoint import AudioFields, Checkpoint, SeriesFields, load_checkpoint
+from cnnzoo.checkpoint import AudioFields, Checkpoint, SeriesFields, SeriesMember, load_checkpoint
 from cnnzoo.data.mulaw import mu_law_decode, mu_law_encode
-from cnnzoo.data.series import continue_steps, read_series_csv
+from cnnzoo.data.series import Series, continue_steps, read_panel_csv, read_series_csv
 from cnnzoo.data.series_transforms import SeriesTransform, parse_transform, relevel
 from cnnzoo.devices import num_threads, pick_device
-from cnnzoo.display import html_table, new_figure, report_html
+from cnnzoo.display import audio_html, html_table, new_figure, report_html
 from cnnzoo.errors import UserError
 from cnnzoo.files import atomic_write_text, save_figure
 from cnnzoo.models.wavenet import WaveNet
-from cnnzoo.training.backtest import Backtest, run_backtest
+from cnnzoo.training.backtest import Backtest, PanelBacktest, run_backtest
 
 PathLike = Union[str, os.PathLike]
 Fields = TypeVar("Fields", AudioFields, SeriesFields)
@@ -147,9 +154,28 @@ class GeneratedAudio:
         path = Path(path)
         written = [_write_audio(path, self.signal, self.sample_rate)]
         if plot:
-            written.append(plot_audio(self.signal, self.sample_rate, path.with_suffix(".png"),
-                                      f"{self.model_name}: {sampling_description(self.temperature).split(' (')[0]}"))
+            written.append(plot_audio(self.signal, self.sample_rate, path.with_suffix(".png"), self._title()))
         return written
+
+    def _title(self) -> str:
+        return f"{self.model_name}: {sampling_description(self.temperature).split(' (')[0]}"
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the key facts, an inline player and the waveform with its spectrogram."""
+        facts = {"length": f"{self.seconds:.2f} s at {self.sample_rate} Hz",
+                 "sampling": sampling_description(self.temperature), "seed": self.seed,
+                 "continues": f"{self.seed_samples} samples of seed audio" if self.seed_samples else "silence",
+                 "speed": f"{self.samples_per_s:,.0f} samples/s"}
+        fig = new_figure(9, 5)
+        draw_audio(self.signal, self.sample_rate, fig, self._title())
+        fig.tight_layout()
+        return report_html(f"{self.model_name}: generated audio", facts, tables=[audio_html(self.signal,
+                                                                                            self.sample_rate)],
+                           figures=[fig])
+
+    def __repr__(self) -> str:
+        return (f"GeneratedAudio({self.seconds:.2f} s at {self.sample_rate} Hz, temperature {self.temperature:g}, "
+                f"seed {self.seed})")
 
 
 def generate_audio(checkpoint: Union[PathLike, Checkpoint], seconds: float, *, temperature: float = 1.0,
@@ -200,7 +226,15 @@ def _write_audio(path: Path, signal: np.ndarray, rate: int) -> Path:
 def plot_audio(signal: np.ndarray, rate: int, path: PathLike, title: str = "") -> Path:
     """Waveform above spectrogram, as PNG (atomically)."""
     plt = _pyplot()
-    fig, (wave, spec) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    fig = plt.figure(figsize=(9, 5))
+    draw_audio(signal, rate, fig, title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def draw_audio(signal: np.ndarray, rate: int, fig, title: str = "") -> None:
+    """Waveform above spectrogram on ``fig``."""
+    wave, spec = fig.subplots(2, 1, sharex=True)
     t = np.arange(len(signal)) / rate
     wave.plot(t, signal, lw=0.4)
     wave.set_ylabel("amplitude")
@@ -214,8 +248,6 @@ def plot_audio(signal: np.ndarray, rate: int, path: PathLike, title: str = "") -
     spec.set_ylabel("Hz")
     if title:
         wave.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------- series
@@ -288,10 +320,17 @@ class Forecast:
     samples: int = 0
     quantiles: Optional[np.ndarray] = None
     backtest: Optional[Backtest] = None
+    series: str = ""  # which series of a global model's several ("" for a model of one)
 
     @property
     def horizon(self) -> int:
         return self.values.shape[1]
+
+    def summary(self) -> str:
+        """One line: what was forecast, after what."""
+        what = f"series {self.series!r}" if self.series else ", ".join(self.columns)
+        return (f"forecast of {what}: {self.horizon} steps after {self.history.shape[1]} of {self.source} "
+                f"({self.step_column or 'step'} {self.steps[0]} to {self.steps[-1]})")
 
     def to_csv(self) -> str:
         """The forecast as CSV: the step column (its name, or ``step``), one column per series
@@ -339,25 +378,126 @@ class Forecast:
 
     def __repr__(self) -> str:
         band = f", 80 % intervals from {self.samples} paths" if self.quantiles is not None else ""
-        return (f"Forecast({', '.join(self.columns)}: {self.horizon} steps {self.steps[0]} to {self.steps[-1]}, "
-                f"transform {self.transform}{band})")
+        what = f"{self.series!r} " if self.series else ""
+        return (f"Forecast({what}{', '.join(self.columns)}: {self.horizon} steps {self.steps[0]} to "
+                f"{self.steps[-1]}, transform {self.transform}{band})")
 
 
-def forecaster_of(state: Checkpoint, fields: SeriesFields, device: str = "auto") -> SeriesForecaster:
-    """The checkpoint's WaveNet with the transform and standardisation its series went through."""
+@dataclass
+class PanelForecast:
+    """A global model's forecasts, one :class:`Forecast` per series (``forecasts``, each with its
+    ``series`` name), and with ``backtest`` their backtests and the mean MASE over them."""
+
+    forecasts: list[Forecast]
+    backtest: Optional[PanelBacktest] = None
+
+    @property
+    def names(self) -> list[str]:
+        return [f.series for f in self.forecasts]
+
+    def __getitem__(self, name: str) -> Forecast:
+        """The forecast of series ``name``."""
+        for forecast in self.forecasts:
+            if forecast.series == name:
+                return forecast
+        raise KeyError(f"no series {name!r}; the forecast holds {', '.join(self.names)}")
+
+    @property
+    def temperature(self) -> float:
+        return self.forecasts[0].temperature
+
+    @property
+    def samples(self) -> int:
+        return self.forecasts[0].samples
+
+    def summary(self) -> str:
+        first = self.forecasts[0]
+        return (f"forecast of {len(self.forecasts)} series ({', '.join(self.names)}) of {first.source}: "
+                f"{first.horizon} steps each ({first.step_column or 'step'} {first.steps[0]} to {first.steps[-1]} "
+                f"for {first.series!r})")
+
+    def to_csv(self) -> str:
+        """One table: a ``series`` column, then each series' forecast as :meth:`Forecast.to_csv` writes it."""
+        header = ""
+        lines = []
+        for forecast in self.forecasts:
+            rows = forecast.to_csv().splitlines()
+            header = header or rows[0]
+            series = io.StringIO()
+            csv.writer(series, lineterminator="").writerow([forecast.series])
+            lines += [f"{series.getvalue()},{row}" for row in rows[1:]]
+        return "\n".join([f"series,{header}", *lines]) + "\n"
+
+    def save(self, path: PathLike, plot: bool = True) -> list[Path]:
+        """``path`` (CSV with a series column, atomically), with ``plot`` a PNG beside it with a panel
+        per series, and with a backtest its tables (``<name>.backtest.csv`` and ``.json``)."""
+        path = Path(path)
+        atomic_write_text(path, self.to_csv())
+        written = [path]
+        if plot:
+            plt = _pyplot()
+            fig = plt.figure(figsize=(9, 2.8 * len(self.forecasts)))
+            self.draw(fig)
+            fig.tight_layout()
+            written.append(save_figure(fig, path.with_suffix(".png")))
+        if self.backtest is not None:
+            written.extend(self.backtest.save(path.with_suffix(".backtest.csv")))
+        return written
+
+    def draw(self, fig) -> None:
+        """History and forecast of every series on ``fig``, a panel each."""
+        axes = fig.subplots(len(self.forecasts), 1, squeeze=False)
+        for ax, forecast in zip(axes[:, 0], self.forecasts):
+            _draw_column(forecast, ax, 0)
+        axes[0, 0].set_title(_title(self.forecasts[0]))
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the facts, the forecasts as one table, the backtest and a panel per series."""
+        first = self.forecasts[0]
+        facts = {"series": ", ".join(self.names), "steps": f"{first.horizon} per series",
+                 "history": first.source, "transform": first.transform,
+                 "intervals": f"10th-90th percentile of {first.samples} paths" if first.quantiles is not None
+                 else "none"}
+        rows = list(csv.reader(io.StringIO(self.to_csv())))
+        tables = [html_table(rows[1:], rows[0], align="ll" + "r" * (len(rows[0]) - 2), caption="forecast")]
+        if self.backtest is not None:
+            tables.append(self.backtest._repr_html_())
+        fig = new_figure(9, 2.8 * len(self.forecasts))
+        self.draw(fig)
+        fig.tight_layout()
+        return report_html(f"{first.model_name}: {first.horizon}-step forecasts of {len(self.forecasts)} series",
+                           facts, tables=tables, figures=[fig])
+
+    def __repr__(self) -> str:
+        first = self.forecasts[0]
+        return (f"PanelForecast({len(self.forecasts)} series: {', '.join(self.names)}; {first.horizon} steps each, "
+                f"transform {first.transform})")
+
+
+def forecaster_of(state: Checkpoint, fields: SeriesFields, device: str = "auto",
+                  member: Optional[SeriesMember] = None) -> SeriesForecaster:
+    """The checkpoint's WaveNet with the transform and standardisation its series went through
+    (``member``'s, for one series of a global model)."""
     model, dev = _model(state, device)
     model.eval()
     transform = parse_transform(fields.transform, fields.season)
-    return SeriesForecaster(model, transform, np.asarray(fields.mean, dtype=np.float64),
-                            np.asarray(fields.std, dtype=np.float64), dev)
+    mean, std = (fields.mean, fields.std) if member is None else ((member.mean,), (member.std,))
+    return SeriesForecaster(model, transform, np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64),
+                            dev)
 
 
 def forecast_series(checkpoint: Union[PathLike, Checkpoint], data: Optional[PathLike] = None, *, horizon: int,
                     temperature: float = 0.0, seed: int = 0, condition: Union[int, str, None] = None,
-                    samples: int = 0, backtest: int = 0, season: Optional[int] = None,
-                    device: str = "auto", threads: Optional[int] = GENERATION_THREADS) -> Forecast:
+                    samples: int = 0, backtest: int = 0, season: Optional[int] = None, series: Optional[str] = None,
+                    device: str = "auto", threads: Optional[int] = GENERATION_THREADS
+                    ) -> Union[Forecast, PanelForecast]:
     """``horizon`` steps after the series in ``data`` (a CSV with the columns the model was trained
     on; default: the end of the training CSV, kept in the checkpoint), in the CSV's units.
+
+    A global model of several series (trained with ``--id-column`` or ``--wide``) gives a
+    :class:`PanelForecast`: every series it learned that ``data`` holds (or its tail in the
+    checkpoint), each with its own standardisation, or only ``series`` (a name); a model of one
+    series gives a :class:`Forecast`.
 
     ``samples``: draw that many sample paths (at ``temperature``, 1 when it is 0) for the 10th, 50th
     and 90th percentiles. ``backtest``: forecast the last ``backtest`` horizons of the history from
@@ -370,10 +510,17 @@ def forecast_series(checkpoint: Union[PathLike, Checkpoint], data: Optional[Path
     _check_temperature(temperature)
     if samples < 0 or backtest < 0:
         raise UserError(f"--samples and --backtest take 0 or more, got {samples} and {backtest}")
+    if fields.members:
+        return _forecast_panel(state, fields, data, series, horizon=horizon, temperature=temperature, seed=seed,
+                               condition=condition, samples=samples, backtest=backtest, season=season,
+                               device=device, threads=threads)
+    if series is not None:
+        raise UserError(f"--series {series!r}: this model learned one series; --series picks one of a global "
+                        f"model's (trained with --id-column or --wide)")
     columns, step_column = list(fields.columns), fields.step_column
     if data is not None:
-        series = read_series_csv(data, columns, step_column=step_column)
-        history, history_steps, source = series.values, series.steps, str(data)
+        read = read_series_csv(data, columns, step_column=step_column)
+        history, history_steps, source = read.values, read.steps, str(data)
     else:  # the end of the training CSV, as the checkpoint keeps it
         if backtest:
             raise UserError("--backtest needs --data: the checkpoint keeps only the series' last receptive field")
@@ -383,28 +530,98 @@ def forecast_series(checkpoint: Union[PathLike, Checkpoint], data: Optional[Path
         source = "the end of the training series"
     forecaster = forecaster_of(state, fields, device)
     _condition(forecaster.model, condition)  # a series WaveNet is never conditioned: refuses a --condition
-    sample_temperature = temperature or 1.0
     with num_threads(threads):
-        one_path = bool(temperature) and not samples  # --temperature alone: one sample path is the forecast
-        values, paths = forecaster(history, horizon, samples=1 if one_path else samples,
-                                   temperature=sample_temperature, seed=seed)
-        if one_path and paths is not None:
-            values, paths = paths[0], None
+        values, paths, steps, history_steps = _one_forecast(
+            forecaster, history, history_steps, horizon, temperature, samples, seed,
+            fields.length if data is None else history.shape[1])
         scores = None
         if backtest:
             scores = run_backtest(history, forecaster, horizon=horizon, origins=backtest,
                                   season=season or fields.season, samples=samples, columns=columns,
-                                  temperature=sample_temperature, seed=seed, source=source)
+                                  temperature=temperature or 1.0, seed=seed, source=source)
+    quantiles = None if paths is None else np.quantile(paths, QUANTILES, axis=0).astype(np.float32)
+    return Forecast(columns, step_column, steps, values, history, history_steps, temperature, source,
+                    state.model_name, transform=fields.transform, samples=samples, quantiles=quantiles,
+                    backtest=scores)
+
+
+def _forecast_panel(state: Checkpoint, fields: SeriesFields, data: Optional[PathLike], name: Optional[str], *,
+                    horizon: int, temperature: float, seed: int, condition: Union[int, str, None], samples: int,
+                    backtest: int, season: Optional[int], device: str, threads: Optional[int]) -> PanelForecast:
+    """:func:`forecast_series` for a global model: each chosen series with its member's standardisation."""
+    members = {m.name: m for m in fields.members}
+    if name is not None and name not in members:
+        raise UserError(f"--series {name!r} is not one the model learned; choose one of {', '.join(members)}")
+    read: dict[str, Series] = {}
+    if data is not None:
+        long = fields.id_column is not None
+        found = read_panel_csv(data, id_column=fields.id_column, value_column=fields.columns[0] if long else None,
+                               columns=None if long else [m for m in members if name in (None, m)],
+                               step_column=fields.step_column)
+        unknown = [s.name for s in found if s.name not in members]
+        if unknown and name is None:
+            raise UserError(f"{data}: series {', '.join(map(repr, unknown))} were not learned by this model (it "
+                            f"learned {', '.join(members)}): its standardisation is per series; pick one with "
+                            f"--series or retrain with them")
+        read = {s.name: s for s in found if s.name in members}
+        if name is not None and name not in read:
+            raise UserError(f"{data} holds no series {name!r}")
+    elif backtest:
+        raise UserError("--backtest needs --data: the checkpoint keeps only each series' last receptive field")
+    chosen = [members[name]] if name is not None else [members[n] for n in (read or members)]
+    value_name = fields.columns[0] if fields.id_column is not None else "value"
+    model, dev = _model(state, device)
+    model.eval()
+    _condition(model, condition)
+    transform = parse_transform(fields.transform, fields.season)
+    forecasts, scores = [], []
+    for member in chosen:
+        forecaster = SeriesForecaster(model, transform, np.array([member.mean]), np.array([member.std]), dev)
+        if member.name in read:
+            found_series = read[member.name]
+            history, history_steps = found_series.values, found_series.steps
+            source = str(data)
+            reads = forecaster.receptive_field + transform.lag
+            need = max(reads, (season or fields.season) + 1) + backtest * horizon if backtest else reads
+            if history.shape[1] < need:
+                raise UserError(f"{found_series.where} has {history.shape[1]} steps: the model reads {reads} "
+                                f"(its receptive field of {forecaster.receptive_field} and {transform.lag} the "
+                                f"{transform.name} transform consumes)"
+                                + (f"; a backtest of {backtest} x {horizon} steps needs {need}" if backtest else ""))
+        else:
+            history = np.asarray([member.tail], dtype=np.float32)
+            last = list(member.last_steps) if member.last_steps else None
+            history_steps = _steps_before(last, history.shape[1]) if last else None
+            source = "the end of the training series"
+        with num_threads(threads):
+            forecast = _one_forecast(forecaster, history, history_steps, horizon, temperature, samples, seed,
+                                     member.length if member.name not in read else history.shape[1])
+            if backtest:
+                scores.append(run_backtest(history, forecaster, horizon=horizon, origins=backtest,
+                                           season=season or fields.season, samples=samples, columns=[member.name],
+                                           temperature=temperature or 1.0, seed=seed, source=str(data)))
+        values, paths, steps, history_steps = forecast
+        quantiles = None if paths is None else np.quantile(paths, QUANTILES, axis=0).astype(np.float32)
+        forecasts.append(Forecast([value_name], fields.step_column, steps, values, history, history_steps,
+                                  temperature, source, state.model_name, transform=fields.transform, samples=samples,
+                                  quantiles=quantiles, backtest=scores[-1] if backtest else None, series=member.name))
+    return PanelForecast(forecasts, PanelBacktest(tuple(scores)) if scores else None)
+
+
+def _one_forecast(forecaster: SeriesForecaster, history: np.ndarray, history_steps: Optional[Sequence[str]],
+                  horizon: int, temperature: float, samples: int, seed: int, length: int):
+    """(point ``[C, H]``, sample paths or None, the forecast's step labels, the history's) after ``history``."""
+    one_path = bool(temperature) and not samples  # --temperature alone: one sample path is the forecast
+    values, paths = forecaster(history, horizon, samples=1 if one_path else samples,
+                               temperature=temperature or 1.0, seed=seed)
+    if one_path and paths is not None:
+        values, paths = paths[0], None
     if history_steps is not None:
         steps = continue_steps(history_steps, horizon)
     else:
-        length = fields.length if data is None else history.shape[1]
         steps = [str(i) for i in range(length, length + horizon)]
         history_steps = [str(i) for i in range(length - history.shape[1], length)]
-    quantiles = None if paths is None else np.quantile(paths, QUANTILES, axis=0).astype(np.float32)
-    return Forecast(columns, step_column, steps, values, history, list(history_steps), temperature, source,
-                    state.model_name, transform=fields.transform, samples=samples, quantiles=quantiles,
-                    backtest=scores)
+    return values, paths, steps, list(history_steps)
 
 
 def _steps_before(last: list[str], count: int) -> list[str]:
@@ -424,29 +641,38 @@ def plot_forecast(forecast: Forecast, path: PathLike) -> Path:
 
 def draw_forecast(forecast: Forecast, fig) -> None:
     """History and forecast (with its 10th-90th percentile band when sampled) on ``fig``, a panel per column."""
-    shown = min(forecast.history.shape[1], max(100, HISTORY_SHOWN * forecast.horizon))
-    x_history, x_forecast, labels = _axis(forecast.history_steps[-shown:], forecast.steps)
     axes = fig.subplots(len(forecast.columns), 1, squeeze=False)
-    for i, (ax, column) in enumerate(zip(axes[:, 0], forecast.columns)):
-        history = forecast.history[i, -shown:]
-        ax.plot(x_history, history, lw=1, label="history")
-        if forecast.quantiles is not None:
-            low, _, high = forecast.quantiles[:, i]
-            ax.fill_between([x_history[-1], *x_forecast], [history[-1], *low], [history[-1], *high], alpha=0.25,
-                            color="C1", lw=0, label=f"10th-90th percentile ({forecast.samples} paths)")
-        ax.plot([x_history[-1], *x_forecast], [history[-1], *forecast.values[i]], lw=1.5, label="forecast")
-        ax.axvline(x_history[-1], color="grey", lw=0.6, ls=":")
-        ax.set_ylabel(column)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper left")
-    axes[-1, 0].set_xlabel(forecast.step_column or "step")
-    if labels is not None:
-        ticks = np.linspace(0, len(labels) - 1, min(8, len(labels))).round().astype(int)
-        axes[-1, 0].set_xticks(ticks, [labels[t] for t in ticks], rotation=30, ha="right")
+    for i, ax in enumerate(axes[:, 0]):
+        _draw_column(forecast, ax, i, x_label=i == len(forecast.columns) - 1)
+    axes[0, 0].set_title(_title(forecast))
+
+
+def _title(forecast: Forecast) -> str:
     how = ("mean" if forecast.temperature == 0 or forecast.samples
            else f"one sample path, temperature {forecast.temperature:g}")
-    axes[0, 0].set_title(f"{forecast.model_name}: {forecast.horizon}-step forecast ({how}; transform "
-                         f"{forecast.transform})")
+    return f"{forecast.model_name}: {forecast.horizon}-step forecast ({how}; transform {forecast.transform})"
+
+
+def _draw_column(forecast: Forecast, ax, i: int, x_label: bool = True) -> None:
+    """Column ``i``'s history and forecast (and its band) on ``ax``, labelled by its series or column."""
+    shown = min(forecast.history.shape[1], max(100, HISTORY_SHOWN * forecast.horizon))
+    x_history, x_forecast, labels = _axis(forecast.history_steps[-shown:], forecast.steps)
+    history = forecast.history[i, -shown:]
+    ax.plot(x_history, history, lw=1, label="history")
+    if forecast.quantiles is not None:
+        low, _, high = forecast.quantiles[:, i]
+        ax.fill_between([x_history[-1], *x_forecast], [history[-1], *low], [history[-1], *high], alpha=0.25,
+                        color="C1", lw=0, label=f"10th-90th percentile ({forecast.samples} paths)")
+    ax.plot([x_history[-1], *x_forecast], [history[-1], *forecast.values[i]], lw=1.5, label="forecast")
+    ax.axvline(x_history[-1], color="grey", lw=0.6, ls=":")
+    ax.set_ylabel(forecast.series or forecast.columns[i])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    if x_label:
+        ax.set_xlabel(forecast.step_column or "step")
+    if labels is not None:
+        ticks = np.linspace(0, len(labels) - 1, min(8, len(labels))).round().astype(int)
+        ax.set_xticks(ticks, [labels[t] for t in ticks], rotation=30, ha="right")
 
 
 def _axis(history_steps: list[str], steps: list[str]):
