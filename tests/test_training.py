@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -349,6 +350,29 @@ def test_a_time_budget_fits_the_schedule_to_the_epochs_it_holds(tmp_path, monkey
     assert result.history[-1].lr < 0.1 * peak  # cosine ends near zero instead of stopping at its peak
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved.config.epochs == 3  # the plan is part of the run: --resume keeps it
+
+
+def test_epochs_slower_than_measured_shrink_the_plan_so_the_schedule_still_decays(tmp_path, monkeypatch):
+    # Measured 0.01 s per epoch (pinned) plans all 40 epochs into a 3 s budget; the first five epochs
+    # really take 0.25 s more (a busy machine). Without planning again the run would stop near its
+    # peak learning rate; it re-fits the schedule to the epochs that fit and ends decayed, and stops
+    # at the new plan's end even when the later, faster epochs would have left time for more.
+    monkeypatch.setattr(trainer_module, "measure_epoch_seconds", lambda *a, **k: 0.01)
+    one_epoch = trainer_module._train_one_epoch
+    calls = []
+
+    def slow_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= 5:
+            time.sleep(0.25)
+        return one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_train_one_epoch", slow_epoch)
+    result = train(epochs=40, time_budget_s=3.0, out_dir=str(tmp_path), **TINY)
+    assert result.stopped_reason == "time_budget" and 3 <= result.planned_epochs < 40
+    assert len(result.history) == result.planned_epochs
+    assert result.history[-1].lr < 0.2 * result.config.lr
+    assert load_checkpoint(tmp_path / "last.pt").config.epochs == result.planned_epochs  # --resume keeps it
 
 
 def test_measuring_an_epoch_leaves_the_run_untouched(tmp_path):

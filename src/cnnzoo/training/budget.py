@@ -3,14 +3,17 @@ epochs a budget holds.
 
 A run with ``time_budget_s`` times a few steps of a throwaway copy of its model (its own weights,
 optimizer and random state untouched), fits its epochs - and so its warm-up and decay - to what the
-budget holds, and still stops at an epoch boundary if the estimate was optimistic. ``cnnzoo compare``
-plans with the same measurement and rule.
+budget holds, and still stops at an epoch boundary if the estimate was optimistic. When the epochs
+turn out slower than measured (a busy machine, the fixed cost of each epoch's validation and
+checkpoint), the run plans again after each epoch (:func:`epochs_that_fit`) so that its schedule
+still decays by the end of the budget. ``cnnzoo compare`` plans with the same measurement and rule.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import time
+from typing import Optional
 
 import torch
 from torch import nn
@@ -129,6 +132,18 @@ def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool
     log(plan.sentence(resolved(config.time_budget_s), epoch_s))
     epochs = plan.epochs
     return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(resolved(config.warmup_epochs), epochs / 2))
+
+
+def epochs_that_fit(config: TrainConfig, run_start: float, this_call: list[EpochRecord], done: int) -> Optional[int]:
+    """With a time budget, the epochs in all (``done`` so far) that the rest of the budget holds at
+    the pace of this call's epochs, when that is fewer than planned; otherwise None. Judged from two
+    epochs on: the first also pays one-time costs (warm-up of kernels and caches)."""
+    if not config.time_budget_s or len(this_call) < 2:
+        return None
+    remaining = config.time_budget_s - (time.perf_counter() - run_start)
+    pace = sum(r.epoch_time for r in this_call[1:]) / (len(this_call) - 1)
+    fit = done + max(0, int(remaining // max(pace, 1e-9)))
+    return max(fit, done) if fit < resolved(config.epochs) else None
 
 
 def out_of_time(config: TrainConfig, run_start: float, this_call: list[EpochRecord]) -> bool:

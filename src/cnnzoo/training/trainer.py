@@ -29,7 +29,7 @@ from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
-from cnnzoo.training.budget import fit_epochs_to_budget, measure_epoch_seconds, out_of_time
+from cnnzoo.training.budget import epochs_that_fit, fit_epochs_to_budget, measure_epoch_seconds, out_of_time
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume, resolved
 from cnnzoo.training.distributed import Processes
 from cnnzoo.training.ema import ModelEma
@@ -333,6 +333,20 @@ class _Run:
         jobs.append((last, self.out_dir / "last.pt"))
         self.writer.submit(jobs)
 
+    def replan(self, epochs: int, log) -> int:
+        """The budget holds only ``epochs`` in all at the pace so far: the schedule (and progressive
+        resizing) is fitted to them, so the run still ends with its learning rate decayed. The new
+        plan is in the config the next checkpoint stores, so a resumed run keeps it."""
+        log(f"time budget: epochs take longer than measured; {epochs} epochs fit instead of "
+            f"{self.config.epochs}, and the learning-rate schedule is fitted to them")
+        self.config = dataclasses.replace(self.config, epochs=epochs)
+        if self.config.progressive_resize:  # the sizes rise over the epochs now planned
+            self.train_loader, self.val_loader = self.task.loaders(self.config, self.device, self.model,
+                                                                   shard=self.processes.shard)
+        self.schedule.total_steps = epochs * len(self.train_loader)
+        self.cut_by_budget = True
+        return epochs
+
     def restore(self, saved: Checkpoint) -> None:
         """Continue from a ``last.pt``: weights, optimizer, schedule position, history, RNG."""
         resume = saved.resume
@@ -569,6 +583,11 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
             if config.patience and epochs_since_best >= config.patience:
                 stopped_reason = "early_stopping"
                 log(f"early stopping: no better {task.monitor} for {config.patience} epochs")
+                break
+            fit = processes.broadcast(epochs_that_fit(run.config, run_start, run.history[start_epoch:], epoch + 1))
+            if fit is not None:
+                epochs = run.replan(fit, log)
+            if epoch + 1 >= epochs:  # the loop's range is the plan it started with, which may have shrunk
                 break
         run.writer.wait()
         if stopped_reason == "completed" and run.cut_by_budget:
