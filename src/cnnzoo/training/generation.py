@@ -225,8 +225,7 @@ def _write_audio(path: Path, signal: np.ndarray, rate: int) -> Path:
 
 def plot_audio(signal: np.ndarray, rate: int, path: PathLike, title: str = "") -> Path:
     """Waveform above spectrogram, as PNG (atomically)."""
-    plt = _pyplot()
-    fig = plt.figure(figsize=(9, 5))
+    fig = new_figure(9, 5)
     draw_audio(signal, rate, fig, title)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -435,8 +434,7 @@ class PanelForecast:
         atomic_write_text(path, self.to_csv())
         written = [path]
         if plot:
-            plt = _pyplot()
-            fig = plt.figure(figsize=(9, 2.8 * len(self.forecasts)))
+            fig = new_figure(9, 2.8 * len(self.forecasts))
             self.draw(fig)
             fig.tight_layout()
             written.append(save_figure(fig, path.with_suffix(".png")))
@@ -632,8 +630,7 @@ def _steps_before(last: list[str], count: int) -> list[str]:
 
 def plot_forecast(forecast: Forecast, path: PathLike) -> Path:
     """The end of the history and the forecast after it, one panel per column, as PNG (atomically)."""
-    plt = _pyplot()
-    fig = plt.figure(figsize=(9, 3.2 * len(forecast.columns)))
+    fig = new_figure(9, 3.2 * len(forecast.columns))
     draw_forecast(forecast, fig)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -685,11 +682,3 @@ def _axis(history_steps: list[str], steps: list[str]):
         x = list(range(len(history_steps) + len(steps)))
         return x[:len(history_steps)], x[len(history_steps):], history_steps + steps
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed; must precede pyplot's import
-    import matplotlib.pyplot as plt  # slow to import (docs/wavenet-notes.md): paid only when a figure is drawn
-
-    return plt
