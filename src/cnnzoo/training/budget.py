@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 import time
 from typing import Optional
 
@@ -134,16 +135,18 @@ def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool
     return dataclasses.replace(config, epochs=epochs, warmup_epochs=min(resolved(config.warmup_epochs), epochs / 2))
 
 
-def epochs_that_fit(config: TrainConfig, run_start: float, this_call: list[EpochRecord], done: int) -> Optional[int]:
-    """With a time budget, the epochs in all (``done`` so far) that the rest of the budget holds at
-    the pace of this call's epochs, when that is fewer than planned; otherwise None. Judged from two
-    epochs on: the first also pays one-time costs (warm-up of kernels and caches)."""
+def epochs_that_fit(config: TrainConfig, run_start: float, this_call: list[EpochRecord], done: int,
+                    most: int) -> Optional[int]:
+    """With a time budget, the epochs in all (``done`` so far, at most ``most``: the plan made before
+    training) that the rest of the budget holds at the pace of this call's epochs, when that differs
+    from the plan; otherwise None. The pace is the median epoch after the first (which also pays
+    one-time costs), so that one slow epoch does not cut the plan for good."""
     if not config.time_budget_s or len(this_call) < 2:
         return None
     remaining = config.time_budget_s - (time.perf_counter() - run_start)
-    pace = sum(r.epoch_time for r in this_call[1:]) / (len(this_call) - 1)
-    fit = done + max(0, int(remaining // max(pace, 1e-9)))
-    return max(fit, done) if fit < resolved(config.epochs) else None
+    pace = statistics.median(r.epoch_time for r in this_call[1:])
+    fit = min(most, done + max(0, int(remaining // max(pace, 1e-9))))
+    return fit if fit != resolved(config.epochs) else None
 
 
 def out_of_time(config: TrainConfig, run_start: float, this_call: list[EpochRecord]) -> bool:

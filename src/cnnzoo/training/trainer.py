@@ -306,6 +306,7 @@ class _Run:
     best_weights: str = "raw"  # which weights best_state holds: "raw" or "ema"
     estimated_epoch_s: Optional[float] = None
     cut_by_budget: bool = False  # the budget planned fewer epochs than asked for
+    budget_epochs: int = 0  # with a time budget: the plan made before training, the most a re-plan gives
     samples_trained: int = 0  # by this call, for its throughput
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
@@ -337,14 +338,15 @@ class _Run:
         """The budget holds only ``epochs`` in all at the pace so far: the schedule (and progressive
         resizing) is fitted to them, so the run still ends with its learning rate decayed. The new
         plan is in the config the next checkpoint stores, so a resumed run keeps it."""
-        log(f"time budget: epochs take longer than measured; {epochs} epochs fit instead of "
+        pace = "longer" if epochs < resolved(self.config.epochs) else "less time"
+        log(f"time budget: epochs take {pace} than planned; {epochs} epochs fit instead of "
             f"{self.config.epochs}, and the learning-rate schedule is fitted to them")
         self.config = dataclasses.replace(self.config, epochs=epochs)
         if self.config.progressive_resize:  # the sizes rise over the epochs now planned
             self.train_loader, self.val_loader = self.task.loaders(self.config, self.device, self.model,
                                                                    shard=self.processes.shard)
         self.schedule.total_steps = epochs * len(self.train_loader)
-        self.cut_by_budget = True
+        self.cut_by_budget = self.cut_by_budget or epochs < self.budget_epochs
         return epochs
 
     def restore(self, saved: Checkpoint) -> None:
@@ -537,7 +539,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
                             warmup_steps=round(resolved(config.warmup_epochs) * steps_per_epoch)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),
         ema=ModelEma(model, config.ema) if config.ema else None,
-        estimated_epoch_s=estimated_epoch_s, cut_by_budget=cut_by_budget)
+        estimated_epoch_s=estimated_epoch_s, cut_by_budget=cut_by_budget, budget_epochs=resolved(config.epochs))
     if saved is not None:
         run.restore(saved)
     return run, saved
@@ -584,7 +586,8 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
                 stopped_reason = "early_stopping"
                 log(f"early stopping: no better {task.monitor} for {config.patience} epochs")
                 break
-            fit = processes.broadcast(epochs_that_fit(run.config, run_start, run.history[start_epoch:], epoch + 1))
+            fit = processes.broadcast(epochs_that_fit(run.config, run_start, run.history[start_epoch:], epoch + 1,
+                                                      run.budget_epochs))
             if fit is not None:
                 epochs = run.replan(fit, log)
             if epoch + 1 >= epochs:  # the loop's range is the plan it started with, which may have shrunk
