@@ -18,7 +18,7 @@ from cnnzoo.errors import UserError
 from cnnzoo.training import config as config_module
 from cnnzoo.training import train
 from cnnzoo.training import trainer as trainer_module
-from cnnzoo.training.budget import fit_epochs_to_budget
+from cnnzoo.training.budget import FILL_AT_MOST_TIMES, fit_epochs_to_budget
 from cnnzoo.training.config import RECIPES, make_config, resolve_config
 
 TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, progress=False, device="cpu", threads=1)
@@ -87,11 +87,18 @@ def test_a_budget_without_epochs_chooses_how_many_fill_it(tmp_path, monkeypatch)
     assert fit_epochs_to_budget(config, 60.0, lambda *a: None, fill=True).epochs == 15  # not the default 8
     assert fit_epochs_to_budget(config, 60.0, lambda *a: None).epochs == 8  # --epochs given: at most those
 
-    # Through train(): a default of 2 epochs, 1 s per epoch (pinned) and a 3.5 s budget -> 3 epochs.
+    # Through train(): a default of 2 epochs, 1 s per epoch (pinned) and a 3.5 s budget -> 3 epochs
+    # planned before training; the epochs really take a fraction of a second, so the re-plans after
+    # each one fill the budget, up to FILL_AT_MOST_TIMES the default and no further.
     monkeypatch.setattr(config_module, "default_epochs", lambda n: 2)
     monkeypatch.setattr(trainer_module, "measure_epoch_seconds", lambda *a, **k: 1.0)
-    result = train(time_budget_s=3.5, out_dir=str(tmp_path), data=SMALL, batch_size=64, **TINY)
-    assert result.planned_epochs == 3
+    lines = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    result = train(time_budget_s=3.5, out_dir=str(tmp_path / "fill"), data=SMALL, batch_size=64,
+                   **{**TINY, "progress": True})
+    monkeypatch.undo()
+    assert any("3 epochs (" in line or "3 epochs;" in line for line in lines), lines[:5]
+    assert result.planned_epochs == FILL_AT_MOST_TIMES * 2 == len(result.history)
 
 
 def test_evaluate_with_tta_and_its_refusal_for_mirror_sensitive_data(tmp_path, capsys):

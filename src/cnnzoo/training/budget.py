@@ -5,8 +5,9 @@ A run with ``time_budget_s`` times a few steps of a throwaway copy of its model 
 optimizer and random state untouched), fits its epochs - and so its warm-up and decay - to what the
 budget holds, and still stops at an epoch boundary if the estimate was optimistic. When the epochs
 turn out slower than measured (a busy machine, the fixed cost of each epoch's validation and
-checkpoint), the run plans again after each epoch (:func:`epochs_that_fit`) so that its schedule
-still decays by the end of the budget. ``cnnzoo compare`` plans with the same measurement and rule.
+checkpoint) or faster, the run plans again after each epoch (:func:`epochs_that_fit`) so that its
+schedule decays by the end of the budget and the budget is used. ``cnnzoo compare`` plans with the
+same measurement and rule.
 """
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ class BudgetPlan:
     holds: int     # the epochs the budget holds at the measured speed
     asked: int     # the epochs asked for (with ``fill``: the default count)
     capped: bool   # ``fill`` would have gone past FILL_AT_MOST_TIMES x asked
+    most: int      # the most epochs a later re-plan may give: ``asked``, or with ``fill`` FILL_AT_MOST_TIMES x it
 
     def sentence(self, budget_s: float, epoch_s: float) -> str:
         """The log line: what was measured, the epochs planned, and why."""
@@ -118,9 +120,9 @@ def budget_plan(config: TrainConfig, epoch_s: float, *, fill: bool = False) -> B
     asked = resolved(config.epochs)
     holds = max(1, int(resolved(config.time_budget_s) // max(epoch_s, 1e-9)))
     if not fill:
-        return BudgetPlan(min(asked, holds), holds, asked, capped=False)
+        return BudgetPlan(min(asked, holds), holds, asked, capped=False, most=asked)
     most = FILL_AT_MOST_TIMES * asked
-    return BudgetPlan(min(holds, most), holds, asked, capped=holds > most)
+    return BudgetPlan(min(holds, most), holds, asked, capped=holds > most, most=most)
 
 
 def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool = False) -> TrainConfig:
@@ -137,10 +139,13 @@ def fit_epochs_to_budget(config: TrainConfig, epoch_s: float, log, *, fill: bool
 
 def epochs_that_fit(config: TrainConfig, run_start: float, this_call: list[EpochRecord], done: int,
                     most: int) -> Optional[int]:
-    """With a time budget, the epochs in all (``done`` so far, at most ``most``: the plan made before
-    training) that the rest of the budget holds at the pace of this call's epochs, when that differs
-    from the plan; otherwise None. The pace is the median epoch after the first (which also pays
-    one-time costs), so that one slow epoch does not cut the plan for good."""
+    """With a time budget, the epochs in all (``done`` so far, at most ``most``: the epochs asked for,
+    or when the budget fills the time, the most it may plan) that the rest of the budget holds at the
+    pace of this call's epochs, when that differs from the plan; otherwise None. The pace is the
+    median epoch after the first (which also pays one-time costs), so that one slow epoch does not
+    cut the plan for good. Both ways: the few steps timed before training can misjudge an epoch
+    either way (a busy moment makes them slow, and a 5-minute flower run that planned 26 epochs from
+    them ended after 221 s), so the plan grows as well as shrinks."""
     if not config.time_budget_s or len(this_call) < 2:
         return None
     remaining = config.time_budget_s - (time.perf_counter() - run_start)

@@ -29,6 +29,7 @@ from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
+from cnnzoo.training import budget
 from cnnzoo.training.budget import epochs_that_fit, fit_epochs_to_budget, measure_epoch_seconds, out_of_time
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume, resolved
 from cnnzoo.training.distributed import Processes
@@ -306,7 +307,8 @@ class _Run:
     best_weights: str = "raw"  # which weights best_state holds: "raw" or "ema"
     estimated_epoch_s: Optional[float] = None
     cut_by_budget: bool = False  # the budget planned fewer epochs than asked for
-    budget_epochs: int = 0  # with a time budget: the plan made before training, the most a re-plan gives
+    budget_asked: int = 0  # the epochs asked for (or the default count): fewer, and the budget cut the run
+    budget_most: int = 0  # with a time budget: the most epochs a re-plan may give
     samples_trained: int = 0  # by this call, for its throughput
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
@@ -346,7 +348,7 @@ class _Run:
             self.train_loader, self.val_loader = self.task.loaders(self.config, self.device, self.model,
                                                                    shard=self.processes.shard)
         self.schedule.total_steps = epochs * len(self.train_loader)
-        self.cut_by_budget = self.cut_by_budget or epochs < self.budget_epochs
+        self.cut_by_budget = epochs < self.budget_asked
         return epochs
 
     def restore(self, saved: Checkpoint) -> None:
@@ -462,18 +464,19 @@ def _load_task(config: TrainConfig, data, progress: bool, processes: Processes) 
 
 
 def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resuming: bool, processes: Processes,
-                log, epochs_given: bool = True) -> tuple[TrainConfig, Optional[float], bool]:
-    """With a time budget: the measured seconds per epoch, and (a new run) the epochs cut to fit, or
-    without --epochs, as many as the budget holds."""
+                log, epochs_given: bool = True) -> tuple[TrainConfig, Optional[float], int]:
+    """With a time budget: the epochs cut to fit (a new run; without --epochs, as many as the budget
+    holds), the measured seconds per epoch, and the most epochs a later re-plan may give."""
     if not config.time_budget_s:
-        return config, None, False
+        return config, None, resolved(config.epochs)
     train_loader, val_loader = loaders
     estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
         measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
-    if resuming:
-        return config, estimated_epoch_s, False
-    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log, fill=not epochs_given)
-    return fitted, estimated_epoch_s, resolved(fitted.epochs) < resolved(config.epochs)
+    if resuming:  # the saved plan stands, and bounds any re-plan
+        return config, estimated_epoch_s, resolved(config.epochs)
+    fill = not epochs_given
+    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log, fill=fill)
+    return fitted, estimated_epoch_s, budget.budget_plan(config, estimated_epoch_s, fill=fill).most
 
 
 def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
@@ -518,7 +521,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
 
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     run_epochs = config.epochs
-    config, estimated_epoch_s, cut_by_budget = _fit_budget(config, task, model, (train_loader, val_loader), device,
+    config, estimated_epoch_s, budget_most = _fit_budget(config, task, model, (train_loader, val_loader), device,
                                                            saved is not None, processes, log, epochs_given)
     if config.progressive_resize and config.epochs != run_epochs:  # the sizes rise over the epochs now planned
         train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
@@ -539,7 +542,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
                             warmup_steps=round(resolved(config.warmup_epochs) * steps_per_epoch)),
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),
         ema=ModelEma(model, config.ema) if config.ema else None,
-        estimated_epoch_s=estimated_epoch_s, cut_by_budget=cut_by_budget, budget_epochs=resolved(config.epochs))
+        estimated_epoch_s=estimated_epoch_s, budget_asked=resolved(run_epochs), budget_most=budget_most,
+        cut_by_budget=saved is None and resolved(config.epochs) < resolved(run_epochs))
     if saved is not None:
         run.restore(saved)
     return run, saved
@@ -564,9 +568,10 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
     stopped_reason = "completed"
     run_start = time.perf_counter()
     epochs_since_best = len(run.history) - run.best_epoch
-    epoch = start_epoch
+    epoch = start_epoch - 1
     try:
-        for epoch in range(start_epoch, epochs):
+        while epoch + 1 < epochs:  # not a range: a time budget's re-plan moves the end either way
+            epoch += 1
             # rank 0's clock decides for every process: one stopping alone would leave the others waiting
             if processes.broadcast(out_of_time(config, run_start, run.history[start_epoch:])):
                 stopped_reason = "time_budget"
@@ -587,11 +592,9 @@ def _train(config: TrainConfig, data, progress: bool, on_epoch_end, explicit: se
                 log(f"early stopping: no better {task.monitor} for {config.patience} epochs")
                 break
             fit = processes.broadcast(epochs_that_fit(run.config, run_start, run.history[start_epoch:], epoch + 1,
-                                                      run.budget_epochs))
+                                                      run.budget_most))
             if fit is not None:
                 epochs = run.replan(fit, log)
-            if epoch + 1 >= epochs:  # the loop's range is the plan it started with, which may have shrunk
-                break
         run.writer.wait()
         if stopped_reason == "completed" and run.cut_by_budget:
             stopped_reason = "time_budget"  # it did all the epochs the budget held, fewer than asked
