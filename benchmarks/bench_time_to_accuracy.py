@@ -19,7 +19,9 @@ its learning rate within the minute, which is what a user with one minute gets.
   cnnzoo's run resolved (batch, optimizer (SGD-Nesterov 0.9 or AdamW), learning rate, weight decay on
   conv/linear weights only, label smoothing, warm-up epochs), cosine decay over the epochs the
   budget holds (measured on its first epoch), validation after every epoch, and the same stop rule.
-  Both validate on the same files (cnnzoo's split).
+  Both validate on the same files (cnnzoo's split). Progressive resizing, part of cnnzoo's default
+  from scratch at 64 px and above, is not mirrored: the reference trains every epoch at the final size,
+  as a plain pipeline does.
 
 The budget counts training and the per-epoch validation, for both. "best" is the best validation
 accuracy over the epochs (what ``best.pt`` keeps), "last" the final epoch's.

@@ -50,6 +50,20 @@ def test_recipes_fill_only_what_the_user_left_unset():
     assert digits.augment == "none"  # mirror-sensitive: no flipping policy
 
 
+def test_progressive_resizing_is_on_from_scratch_where_it_shrinks_the_first_epochs():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+    def progressive(image_size, **fields):
+        config = TrainConfig(model="resnet18", data="synthetic", **fields)
+        return resolve_config(config, num_train=1000, image_size=image_size, model=model).progressive_resize
+
+    assert progressive(128) is True and progressive(64, recipe="strong") is True
+    assert progressive(32) is False  # half of 32 px is below the smallest size: nothing to do
+    assert progressive(128, weights="torchvision") is False  # from weights: their own size throughout
+    assert progressive(128, progressive_resize=False) is False  # --no-progressive-resize
+    assert progressive(32, progressive_resize=True) is True
+
+
 def test_resume_is_exact_with_every_recipe_option_on(tmp_path):
     options = dict(TINY, data=BIG, epochs=2, batch_size=16, mixup=0.2, cutmix=1.0, ema=0.9,
                    augment="light-trivial-erase", progressive_resize=True)

@@ -115,7 +115,8 @@ class TrainConfig:
     ema: Optional[float] = option(None, "keep an exponential moving average of the weights with this decay, "
                                   "e.g. 0.999, validated beside them; best.pt keeps the better (default: off)",
                                   valid="fraction")
-    progressive_resize: bool = option(False, "train early epochs on smaller images, rising to --image-size")
+    progressive_resize: Optional[bool] = option(None, "train early epochs on smaller images, rising to --image-size "
+                                                "(default: on from scratch at 64 px and above)")
     channels_last: Optional[bool] = option(None, "NHWC memory layout (default: on for CPU, and for CUDA "
                                            "with --amp)")
     amp: bool = option(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")

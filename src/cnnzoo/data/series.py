@@ -147,17 +147,7 @@ def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[
     name, ``"auto"`` (the first column when it is called date, time, step, year...) or None.
     """
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path} is not a UTF-8 text file; a CSV file with a header row is needed") from None
-    rows = csv.reader(io.StringIO(text), _dialect(text))
-    header = [name.strip() for name in next(rows, [])]
-    if not any(header):
-        raise DataError(f"{path} is empty: a CSV file with a header row is needed")
+    header, rows = _rows(path)
     step = _choose_step_column(path, header, step_column)
     chosen = _choose_columns(path, header, columns, step)
     index = {name: i for i, name in enumerate(header)}
@@ -165,10 +155,7 @@ def read_series_csv(path: Union[str, os.PathLike], columns: Union[str, Sequence[
     steps: list[str] = []
     problems: list[str] = []
     problem_count = 0
-    for row in rows:
-        if not any(cell.strip() for cell in row):  # blank lines (a trailing newline) carry no step
-            continue
-        line = rows.line_num
+    for line, row in rows:  # blank lines (a trailing newline) carry no step: _rows leaves them out
         parsed = []
         for name in chosen:
             cell = row[index[name]].strip() if index[name] < len(row) else ""

@@ -150,11 +150,7 @@ class Backtest:
 
     def save(self, path) -> list[Path]:
         """The table as CSV at ``path`` and the whole record as JSON beside it (atomically)."""
-        path = Path(path)
-        json_path = path.with_suffix(".json")
-        atomic_write_text(path, self.to_csv())
-        atomic_write_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
-        return [path, json_path]
+        return _save_table(self, path)
 
 
 @dataclass(frozen=True)
@@ -236,11 +232,16 @@ class PanelBacktest:
 
     def save(self, path) -> list[Path]:
         """The table as CSV at ``path`` and the record as JSON beside it (atomically)."""
-        path = Path(path)
-        json_path = path.with_suffix(".json")
-        atomic_write_text(path, self.to_csv())
-        atomic_write_text(json_path, json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
-        return [path, json_path]
+        return _save_table(self, path)
+
+
+def _save_table(record, path) -> list[Path]:
+    """``record.to_csv()`` at ``path`` and ``record.to_dict()`` as JSON beside it, each written atomically."""
+    path = Path(path)
+    json_path = path.with_suffix(".json")
+    atomic_write_text(path, record.to_csv())
+    atomic_write_text(json_path, json.dumps(record.to_dict(), indent=2, allow_nan=True) + "\n")
+    return [path, json_path]
 
 
 def _csv_cell(text: str) -> str:

@@ -309,6 +309,7 @@ class _Run:
     cut_by_budget: bool = False  # the budget planned fewer epochs than asked for
     budget_asked: int = 0  # the epochs asked for (or the default count): fewer, and the budget cut the run
     budget_most: int = 0  # with a time budget: the most epochs a re-plan may give
+    replanned: bool = False  # a re-plan has been logged
     samples_trained: int = 0  # by this call, for its throughput
     time_training: float = 0.0
     writer: ckpt.BackgroundWriter = field(default_factory=ckpt.BackgroundWriter)
@@ -340,9 +341,12 @@ class _Run:
         """The budget holds only ``epochs`` in all at the pace so far: the schedule (and progressive
         resizing) is fitted to them, so the run still ends with its learning rate decayed. The new
         plan is in the config the next checkpoint stores, so a resumed run keeps it."""
-        pace = "longer" if epochs < resolved(self.config.epochs) else "less time"
-        log(f"time budget: epochs take {pace} than planned; {epochs} epochs fit instead of "
-            f"{self.config.epochs}, and the learning-rate schedule is fitted to them")
+        if not self.replanned:  # said once: later re-plans show in the epoch counter (k/N), not a line each
+            pace = "longer" if epochs < resolved(self.config.epochs) else "less time"
+            log(f"time budget: epochs take {pace} than planned; {epochs} epochs fit instead of "
+                f"{self.config.epochs}, and the learning-rate schedule is fitted to them (again after each "
+                "epoch, as the pace changes: the epoch counter shows the plan)")
+            self.replanned = True
         self.config = dataclasses.replace(self.config, epochs=epochs)
         if self.config.progressive_resize:  # the sizes rise over the epochs now planned
             self.train_loader, self.val_loader = self.task.loaders(self.config, self.device, self.model,
