@@ -29,8 +29,13 @@ from cnnzoo.checkpoint import Checkpoint, EpochRecord
 from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_device
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
-from cnnzoo.training import budget
-from cnnzoo.training.budget import epochs_that_fit, fit_epochs_to_budget, measure_epoch_seconds, out_of_time
+from cnnzoo.training.budget import (
+    budget_plan,
+    epochs_that_fit,
+    fit_epochs_to_budget,
+    measure_epoch_seconds,
+    out_of_time,
+)
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume, resolved
 from cnnzoo.training.distributed import Processes
 from cnnzoo.training.ema import ModelEma
@@ -480,7 +485,7 @@ def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resumin
         return config, estimated_epoch_s, resolved(config.epochs)
     fill = not epochs_given
     fitted = fit_epochs_to_budget(config, estimated_epoch_s, log, fill=fill)
-    return fitted, estimated_epoch_s, budget.budget_plan(config, estimated_epoch_s, fill=fill).most
+    return fitted, estimated_epoch_s, budget_plan(config, estimated_epoch_s, fill=fill).most
 
 
 def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
@@ -526,7 +531,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     run_epochs = config.epochs
     config, estimated_epoch_s, budget_most = _fit_budget(config, task, model, (train_loader, val_loader), device,
-                                                           saved is not None, processes, log, epochs_given)
+                                                         saved is not None, processes, log, epochs_given)
     if config.progressive_resize and config.epochs != run_epochs:  # the sizes rise over the epochs now planned
         train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     if processes.enabled:
