@@ -13,7 +13,7 @@ from cnnzoo.compare.plots import PLOT_DPI, ROW_SIZE, WIDE, render_plots
 from cnnzoo.compare.record import ModelRecord
 from cnnzoo.compare.report import markdown_table, write_report
 from cnnzoo.training import TrainConfig
-from cnnzoo.training.budget import FILL_AT_MOST_TIMES, epochs_within_budget, fit_epochs_to_budget
+from cnnzoo.training.budget import FILL_AT_MOST_EPOCHS, epochs_within_budget, fit_epochs_to_budget
 
 
 def model(name, acc, macs, n=200, latency=1.0):
@@ -132,9 +132,9 @@ def test_a_budget_filled_by_near_free_epochs_is_capped_and_the_log_says_why():
     config = TrainConfig(model="resnet18", epochs=60, warmup_epochs=1, time_budget_s=300)
     lines = []
     fitted = fit_epochs_to_budget(config, 1 / 64, lines.append, fill=True)
-    assert fitted.epochs == FILL_AT_MOST_TIMES * 60
+    assert fitted.epochs == FILL_AT_MOST_EPOCHS
     assert epochs_within_budget(config, 1 / 64, fill=True) == fitted.epochs  # compare plans the same
-    assert "would hold 19,200" in lines[0] and f"{FILL_AT_MOST_TIMES}x the default 60" in lines[0]
+    assert "would hold 19,200" in lines[0] and f"{FILL_AT_MOST_EPOCHS} epochs (the most a budget fills" in lines[0]
     # An epoch count that was asked for is never exceeded, and a slow epoch still cuts it.
     assert fit_epochs_to_budget(config, 1 / 64, lines.append).epochs == 60
     assert fit_epochs_to_budget(config, 100.0, lines.append, fill=True).epochs == 3
@@ -144,7 +144,7 @@ def test_a_budget_filled_by_near_free_epochs_is_capped_and_the_log_says_why():
 @pytest.mark.parametrize("epoch_s", [0.0, 1e-12])
 def test_a_degenerate_measurement_still_plans_a_bounded_run(epoch_s):
     config = TrainConfig(model="resnet18", epochs=8, warmup_epochs=1, time_budget_s=60)
-    assert fit_epochs_to_budget(config, epoch_s, lambda line: None, fill=True).epochs == FILL_AT_MOST_TIMES * 8
+    assert fit_epochs_to_budget(config, epoch_s, lambda line: None, fill=True).epochs == FILL_AT_MOST_EPOCHS
 
 
 def test_compares_estimate_plans_as_the_trainer_does_and_says_when_one_epoch_overruns(monkeypatch):
@@ -155,7 +155,7 @@ def test_compares_estimate_plans_as_the_trainer_does_and_says_when_one_epoch_ove
                          batch_size=16)
     monkeypatch.setattr(training, "estimate_epoch_seconds", lambda config, task: 1 / 64)
     filled = estimate_model("m", config, task=None, fill=True)
-    assert filled.epochs == FILL_AT_MOST_TIMES * 60 and "capped" in filled.note
+    assert filled.epochs == FILL_AT_MOST_EPOCHS and "capped" in filled.note
     assert estimate_model("m", config, task=None).epochs == 60  # --epochs given: never more
     monkeypatch.setattr(training, "estimate_epoch_seconds", lambda config, task: 450.0)
     slow = estimate_model("m", config, task=None, fill=True)
@@ -202,6 +202,5 @@ def test_compares_plan_fills_a_budget_as_the_trainer_does(tmp_path):
     plan = plan_comparison(["mobilenet_v2:width_mult=0.25"], out_dir=tmp_path, data=DATA, image_size=16,
                            batch_size=16, device="cpu", threads=1, total_time_s=1200, progress=False, log=quiet)
     (planned,) = plan.models
-    default_epochs = planned.settings.config.epochs  # resolved: the default count for this data
-    assert planned.estimate.epochs == FILL_AT_MOST_TIMES * default_epochs
+    assert planned.estimate.epochs == FILL_AT_MOST_EPOCHS
     assert "capped" in planned.estimate.note

@@ -18,7 +18,8 @@ from cnnzoo.errors import UserError
 from cnnzoo.training import config as config_module
 from cnnzoo.training import train
 from cnnzoo.training import trainer as trainer_module
-from cnnzoo.training.budget import FILL_AT_MOST_TIMES, fit_epochs_to_budget
+from cnnzoo.training import budget as budget_module
+from cnnzoo.training.budget import fit_epochs_to_budget
 from cnnzoo.training.config import RECIPES, make_config, resolve_config
 
 TINY = dict(model="resnet18", model_args={"width_mult": 0.25}, progress=False, device="cpu", threads=1)
@@ -103,8 +104,9 @@ def test_a_budget_without_epochs_chooses_how_many_fill_it(tmp_path, monkeypatch)
 
     # Through train(): a default of 2 epochs, 1 s per epoch (pinned) and a 3.5 s budget -> 3 epochs
     # planned before training; the epochs really take a fraction of a second, so the re-plans after
-    # each one fill the budget, up to FILL_AT_MOST_TIMES the default and no further.
+    # each one fill the budget, up to FILL_AT_MOST_EPOCHS (10 here) and no further.
     monkeypatch.setattr(config_module, "default_epochs", lambda n: 2)
+    monkeypatch.setattr(budget_module, "FILL_AT_MOST_EPOCHS", 10)
     monkeypatch.setattr(trainer_module, "measure_epoch_seconds", lambda *a, **k: 1.0)
     lines = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
@@ -112,7 +114,7 @@ def test_a_budget_without_epochs_chooses_how_many_fill_it(tmp_path, monkeypatch)
                    **{**TINY, "progress": True})
     monkeypatch.undo()
     assert any("3 epochs (" in line or "3 epochs;" in line for line in lines), lines[:5]
-    assert result.planned_epochs == FILL_AT_MOST_TIMES * 2 == len(result.history)
+    assert result.planned_epochs == 10 == len(result.history)
 
 
 def test_evaluate_with_tta_and_its_refusal_for_mirror_sensitive_data(tmp_path, capsys):

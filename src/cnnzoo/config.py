@@ -119,7 +119,9 @@ class TrainConfig:
                                                 "(default: on from scratch at 64 px and above)")
     channels_last: Optional[bool] = option(None, "NHWC memory layout (default: on for CPU, and for CUDA "
                                            "with --amp)")
-    amp: bool = option(False, "mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    amp: Optional[bool] = option(None, "mixed precision (bfloat16 on CPU, float16 on CUDA). Default: with "
+                                 "--time-budget on a CPU with hardware bfloat16, on when a few timed steps "
+                                 "train clearly faster in it; otherwise off")
     seed: int = option(0, "model init, data split, order, augmentation")
     out_dir: Optional[str] = option(None, "output folder (default runs/<model>-<data>)", flag="--out",
                                     commands=TRAIN_ONLY, group="output")

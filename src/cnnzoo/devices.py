@@ -67,6 +67,14 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU does bfloat16 arithmetic in hardware (AVX512-BF16 or AMX), where oneDNN's
+    bfloat16 convolutions can outrun float32. Elsewhere bfloat16 is emulated and slower, so it is not
+    worth even timing. (torch exposes the check only under a private name; a torch without it: no.)"""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work (CUDA runs asynchronously); nothing to wait for on the CPU."""
     if device.type == "cuda":

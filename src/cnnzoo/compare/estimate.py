@@ -14,7 +14,7 @@ from typing import Optional
 from cnnzoo import training
 from cnnzoo.text import MISSING, table
 from cnnzoo.training import TrainConfig
-from cnnzoo.training.budget import FILL_AT_MOST_TIMES, budget_plan
+from cnnzoo.training.budget import FILL_AT_MOST_EPOCHS, budget_plan
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def estimate_model(name: str, config: TrainConfig, task, repeats: int = 1, *, fi
     note = f"budget {config.time_budget_s / 60:.3g} min per run" if config.time_budget_s else ""
     plan = budget_plan(config, epoch_s, fill=fill) if config.time_budget_s else None
     if plan is not None and plan.capped:
-        note += f", capped at {FILL_AT_MOST_TIMES}x the default epochs (it holds {plan.holds:,})"
+        note += f", capped at {FILL_AT_MOST_EPOCHS} epochs (it holds {plan.holds:,})"
     elif config.time_budget_s and epoch_s > config.time_budget_s:  # the run still does one whole epoch
         note += f"; one epoch overruns it {epoch_s / config.time_budget_s:.1f}x"
     return Estimate(name, config.image_size, config.batch_size,

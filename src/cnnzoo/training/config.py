@@ -140,12 +140,12 @@ def default_epochs(num_train: int) -> int:
     return int(min(60, max(8, math.ceil(20_000 / max(num_train, 1)))))
 
 
-def default_channels_last(device_type: str, amp: bool) -> bool:
+def default_channels_last(device_type: str, amp: Optional[bool]) -> bool:
     """NHWC on the CPU, where oneDNN's convolutions mostly train faster in it (every family at full
     and reduced width; a few small MobileNetV2 and ResNet-18 cases are a little slower:
     ``benchmarks/bench_train.py --channels-last`` and ``--no-channels-last`` time them). And on CUDA with mixed
     precision, where tensor cores want it. fp32 on CUDA keeps NCHW."""
-    return device_type == "cpu" or amp
+    return device_type == "cpu" or bool(amp)
 
 
 @dataclass(frozen=True)

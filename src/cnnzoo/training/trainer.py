@@ -30,11 +30,15 @@ from cnnzoo.devices import autocast, make_deterministic, num_threads, pick_devic
 from cnnzoo.errors import UserError
 from cnnzoo.factory import create_model, create_model_with_args
 from cnnzoo.training.budget import (
+    EpochCost,
     budget_plan,
+    choose_precision,
     epochs_that_fit,
     fit_epochs_to_budget,
+    measure_epoch_cost,
     measure_epoch_seconds,
     out_of_time,
+    precision_is_measured,
 )
 from cnnzoo.training.config import TrainConfig, make_config, options_changeable_on_resume, resolved
 from cnnzoo.training.distributed import Processes
@@ -397,17 +401,17 @@ class _Run:
         finally:
             if bar is not None:
                 bar.close()
-        processes, metrics = self.processes, self.task.metrics
+        processes, metrics, amp = self.processes, self.task.metrics, resolved(self.config.amp)
         train = processes.mean_over_samples(stats.metrics, stats.samples)
         processes.average_batchnorm_statistics(self.model)  # validate and save one model, not N
-        val = processes.mean_over_samples(self.task.evaluate(self.model, self.val_loader, self.device, self.config.amp),
+        val = processes.mean_over_samples(self.task.evaluate(self.model, self.val_loader, self.device, amp),
                                           self.val_loader.num_samples)
         val_ema = {}
         if self.ema is not None:
             # each process averaged its own batches' statistics: one average of them, as for the raw model
             processes.average_batchnorm_statistics(self.ema.module)
             val_ema = processes.mean_over_samples(
-                self.task.evaluate(self.ema.module, self.val_loader, self.device, self.config.amp),
+                self.task.evaluate(self.ema.module, self.val_loader, self.device, amp),
                 self.val_loader.num_samples)
         samples = stats.samples * processes.world_size  # throughput of the whole job
         self.samples_trained += samples
@@ -472,20 +476,37 @@ def _load_task(config: TrainConfig, data, progress: bool, processes: Processes) 
     return task
 
 
+def _choose_precision(config: TrainConfig, task: Task, model, loaders, device, resuming: bool,
+                      processes: Processes, log) -> TrainConfig:
+    """Mixed precision left to its default: on when timing says so (see ``precision_is_measured``),
+    else off. A resumed run keeps its saved choice."""
+    if resuming or not precision_is_measured(config, task, device):
+        return dataclasses.replace(config, amp=bool(config.amp))
+
+    def measure(amp: bool) -> EpochCost:
+        return measure_epoch_cost(task, model, loaders[0], loaders[1], config, device, amp=amp, both_sides=True)
+
+    # rank 0's timing: every process trains in the same precision
+    choice = processes.broadcast(choose_precision(measure, config))
+    log(choice.sentence())
+    return dataclasses.replace(config, amp=choice.amp)
+
+
 def _fit_budget(config: TrainConfig, task: Task, model, loaders, device, resuming: bool, processes: Processes,
                 log, epochs_given: bool = True) -> tuple[TrainConfig, Optional[float], int]:
     """With a time budget: the epochs cut to fit (a new run; without --epochs, as many as the budget
-    holds), the measured seconds per epoch, and the most epochs a later re-plan may give."""
+    holds), the measured seconds of the first epoch (in the precision the run trains in), and the
+    most epochs a later re-plan may give."""
     if not config.time_budget_s:
         return config, None, resolved(config.epochs)
     train_loader, val_loader = loaders
-    estimated_epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
+    epoch_s = processes.broadcast(  # rank 0's measurement: every process plans the same
         measure_epoch_seconds(task, model, train_loader, val_loader, config, device))
     if resuming:  # the saved plan stands, and bounds any re-plan
-        return config, estimated_epoch_s, resolved(config.epochs)
+        return config, epoch_s, resolved(config.epochs)
     fill = not epochs_given
-    fitted = fit_epochs_to_budget(config, estimated_epoch_s, log, fill=fill)
-    return fitted, estimated_epoch_s, budget_plan(config, estimated_epoch_s, fill=fill).most
+    fitted = fit_epochs_to_budget(config, epoch_s, log, fill=fill)
+    return fitted, epoch_s, budget_plan(config, epoch_s, fill=fill).most
 
 
 def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
@@ -530,6 +551,8 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
 
     train_loader, val_loader = task.loaders(config, device, model, shard=processes.shard)
     run_epochs = config.epochs
+    config = _choose_precision(config, task, model, (train_loader, val_loader), device, saved is not None,
+                               processes, log)
     config, estimated_epoch_s, budget_most = _fit_budget(config, task, model, (train_loader, val_loader), device,
                                                          saved is not None, processes, log, epochs_given)
     if config.progressive_resize and config.epochs != run_epochs:  # the sizes rise over the epochs now planned
@@ -549,7 +572,7 @@ def _prepare(config: TrainConfig, data, explicit: set, progress: bool,
         schedule=LRSchedule(resolved(config.schedule), resolved(config.lr),
                             total_steps=resolved(config.epochs) * steps_per_epoch,
                             warmup_steps=round(resolved(config.warmup_epochs) * steps_per_epoch)),
-        scaler=torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda"),
+        scaler=torch.amp.GradScaler(device.type, enabled=resolved(config.amp) and device.type == "cuda"),
         ema=ModelEma(model, config.ema) if config.ema else None,
         estimated_epoch_s=estimated_epoch_s, budget_asked=resolved(run_epochs), budget_most=budget_most,
         cut_by_budget=saved is None and resolved(config.epochs) < resolved(run_epochs))

@@ -64,6 +64,9 @@ class Task:
     metric_limits: dict[str, tuple[float, float]] = {}
     unit: str = "sample"       # what one item of a batch is: history's train_<unit>s_per_s
     bar_unit: str = "sample"   # how the progress bar counts them
+    # A time budget may choose mixed precision by timing (see training.budget.precision_is_measured):
+    # only where bfloat16 was measured to train as well as float32.
+    precision_by_timing: bool = False
 
     # --- data (required) ---
     source: str = ""

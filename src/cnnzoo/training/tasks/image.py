@@ -95,6 +95,9 @@ class ImageClassification(Task):
     metrics = ("loss", "acc")
     metric_limits = {"acc": (0.0, 1.02)}
     unit, bar_unit = "image", "img"
+    # flowers-train, ResNet-18 x0.5 at 128 px, 20 epochs: 76.5 % in bfloat16 against 77.3 % in float32
+    # (5 of 587 images, within the spread between seeds), in 92 s against 126 s
+    precision_by_timing = True
 
     def __init__(self, data: DataSplits, preprocessing: Optional[Preprocessing] = None):
         """``preprocessing``: how the model is fed; default: the data's own size, mean and std."""
@@ -183,7 +186,7 @@ class ImageClassification(Task):
         loader = BatchLoader(test, max(resolved(config.batch_size), EVAL_BATCH_SIZE), shuffle=False,
                              preprocessing=self.preprocessing, channels_last=resolved(config.channels_last),
                              device=device)
-        return evaluate_loader(model, loader, device, config.amp), len(test)
+        return evaluate_loader(model, loader, device, bool(config.amp)), len(test)
 
     def checkpoint_fields(self, config: TrainConfig) -> ImageFields:
         # Everything predict needs to feed one image exactly as training did.

@@ -91,6 +91,8 @@ class LinearProbe(ImageClassification):
     not through DistributedDataParallel's wrapper, which would run the whole model).
     """
 
+    precision_by_timing = False  # the head alone trains, on features computed once: nothing to gain
+
     def resolve(self, config: TrainConfig, model: nn.Module, device_type: str) -> TrainConfig:
         """The image task's defaults, with augmentation "none": the features are computed once, so
         the config (and history.json) says what the run really did. A model whose classifier is not
@@ -115,7 +117,7 @@ class LinearProbe(ImageClassification):
         sources = {name: BatchLoader(images, batch, shuffle=False, preprocessing=self.preprocessing,
                                      channels_last=bool(config.channels_last), device=device)
                    for name, images in (("train", train_set), ("val", val_set))}
-        features = _Features(unwrap_model(model), sources, config.amp)
+        features = _Features(unwrap_model(model), sources, bool(config.amp))
         train = FeatureLoader(features, "train", len(train_set), batch_size, shuffle=True,
                               seed=config.seed, drop_last=True)
         val = FeatureLoader(features, "val", len(val_set), batch, shuffle=False)
